@@ -1,0 +1,218 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The core's own plugin: the vendor-neutral exits of every released kernel.
+
+Registered like any plugin (built-ins are plugins too): the generic exits
+(``KVM_EXIT_IO``, the MSR exits, ``KVM_EXIT_MEMORY_FAULT``,
+``KVM_EXIT_HYPERCALL`` with ``KVM_HC_MAP_GPA_RANGE``), their error spaces, and
+the exit numbers of each released kernel. Vendor plugins add their own exits
+to the same ABIs.
+"""
+
+from __future__ import annotations
+
+from coco_core.abi import AbiPart, CompletionDuty, Discriminator, ExitDecoder
+from coco_core.hookspecs import hookimpl
+from coco_core.kvmerrno import MAP_GPA_RANGE_ERRNO, MAP_GPA_RANGE_LEGACY, MSR_ERROR
+from coco_core.registry import Registrar
+from coco_core.requests import MemoryConversion, MemoryFault, MsrAccess, NeutralRequest, PortIo
+from coco_core.status import Outcome
+from coco_core.uapi import (
+    EXIT_UNION_OFFSET,
+    HypercallNr,
+    KvmExitReason,
+    KvmHypercallExit,
+    KvmIoExit,
+    KvmMemoryFaultExit,
+    KvmMsrExit,
+    MapGpaRangeAttr,
+    MemoryExitFlag,
+    generic_union_members,
+)
+
+__all__ = ["coco_register_vendor", "released_exits"]
+
+_U = EXIT_UNION_OFFSET
+_io = KvmIoExit._c_struct.unpack_from
+_msr = KvmMsrExit._c_struct.unpack_from
+_fault = KvmMemoryFaultExit._c_struct.unpack_from
+_hc = KvmHypercallExit._c_struct.unpack_from
+_RET = _U + 0x38  # kvm_run.hypercall.ret
+_MSR_ERROR = _U + 0x00  # kvm_run.msr.error
+_MSR_DATA = _U + 0x10  # kvm_run.msr.data
+
+_PAGE_SIZES = {
+    MapGpaRangeAttr.PAGE_SZ_4K: 1 << 12,
+    MapGpaRangeAttr.PAGE_SZ_2M: 1 << 21,
+    MapGpaRangeAttr.PAGE_SZ_1G: 1 << 30,
+}
+
+
+def _decode_io(run: memoryview) -> NeutralRequest:
+    direction, size, port, count, data_offset = _io(run, _U)
+    return PortIo(port, direction == 1, size, count, data_offset)  # KVM_EXIT_IO_OUT 1
+
+
+def _decode_msr(run: memoryview) -> NeutralRequest:
+    reason = int.from_bytes(run[8:12], "little")
+    _err, _pad, why, index, data = _msr(run, _U)
+    return MsrAccess(index, reason == KvmExitReason.X86_WRMSR, data, why)
+
+
+def _write_msr(run: memoryview, request: NeutralRequest, raw: int, outcome: Outcome | None) -> None:
+    run[_MSR_ERROR] = raw
+    if outcome is not None and outcome.value is not None and raw == 0:
+        run[_MSR_DATA : _MSR_DATA + 8] = (outcome.value & (2**64 - 1)).to_bytes(8, "little")
+
+
+def _decode_fault(run: memoryview) -> NeutralRequest:
+    flags, gpa, size = _fault(run, _U)
+    return MemoryFault(gpa, size, bool(flags & MemoryExitFlag.PRIVATE))
+
+
+def _decode_map_gpa(run: memoryview) -> NeutralRequest:
+    _nr, a0, a1, a2, _a3, _a4, _a5, _ret, _flags = _hc(run, _U)
+    # args[2] bits 1:0 page size, bit 4 ENCRYPTED (kvm_para.h); other bits are
+    # carried by the raw exit, not by the request. A size code of 3 is not
+    # defined: keep 4 KiB so the page count alone bounds the range.
+    page = _PAGE_SIZES.get(MapGpaRangeAttr(a2 & 0x3), 1 << 12)
+    return MemoryConversion(a0, a1, bool(a2 & MapGpaRangeAttr.ENCRYPTED), page)
+
+
+def _write_hypercall_ret(
+    run: memoryview, request: NeutralRequest, raw: int, outcome: Outcome | None
+) -> None:
+    run[_RET : _RET + 8] = raw.to_bytes(8, "little")
+
+
+IO = ExitDecoder("KVM_EXIT_IO", KvmExitReason.IO, None, "kvm", PortIo, _decode_io, None, None, None)
+RDMSR = ExitDecoder(
+    "KVM_EXIT_X86_RDMSR",
+    KvmExitReason.X86_RDMSR,
+    None,
+    "kvm",
+    MsrAccess,
+    _decode_msr,
+    _write_msr,
+    MSR_ERROR,
+    None,
+)
+WRMSR = ExitDecoder(
+    "KVM_EXIT_X86_WRMSR",
+    KvmExitReason.X86_WRMSR,
+    None,
+    "kvm",
+    MsrAccess,
+    _decode_msr,
+    _write_msr,
+    MSR_ERROR,
+    None,
+)
+MEMORY_FAULT = ExitDecoder(
+    "KVM_EXIT_MEMORY_FAULT",
+    KvmExitReason.MEMORY_FAULT,
+    None,
+    "kvm",
+    MemoryFault,
+    _decode_fault,
+    None,
+    None,
+    None,
+)
+
+
+def map_gpa_decoder(legacy: bool) -> ExitDecoder:
+    """The MAP_GPA_RANGE decoder with the completion space of a kernel generation."""
+    return ExitDecoder(
+        "KVM_EXIT_HYPERCALL/KVM_HC_MAP_GPA_RANGE",
+        KvmExitReason.HYPERCALL,
+        HypercallNr.MAP_GPA_RANGE,
+        "kvm",
+        MemoryConversion,
+        _decode_map_gpa,
+        _write_hypercall_ret,
+        MAP_GPA_RANGE_LEGACY if legacy else MAP_GPA_RANGE_ERRNO,
+    )
+
+
+HYPERCALL_NR = Discriminator(KvmExitReason.HYPERCALL, _U + 0x00, "<Q", "kvm_run.hypercall.nr")
+SYSTEM_EVENT_TYPE = Discriminator(
+    KvmExitReason.SYSTEM_EVENT, _U + 0x00, "<I", "kvm_run.system_event.type"
+)
+
+#: Released kernels, oldest first, with the highest exit number each defines.
+#: 6.16: KVM_EXIT_TDX 40 (ColinIanKing/linux-next uapi @022880fb). 7.0 adds
+#: ARM_SEA 41, ARM_LDST64B 42 and SNP_REQ_CERTS 43 (43 presupposes 41/42;
+#: reference/kernel-abi.md §1.2); 7.2 confirmed against linux-libc-dev 7.2.13.
+_RELEASES = {
+    "linux-6.16": (KvmExitReason.TDX, "Linux 6.16 (2025-07), include/uapi/linux/kvm.h"),
+    "linux-7.0": (KvmExitReason.SNP_REQ_CERTS, "Linux 7.0 (2026-04), include/uapi/linux/kvm.h"),
+    "linux-7.1": (KvmExitReason.SNP_REQ_CERTS, "Linux 7.1 (2026-06), include/uapi/linux/kvm.h"),
+    "linux-7.2": (
+        KvmExitReason.SNP_REQ_CERTS,
+        "Linux 7.2 (2026-08), include/uapi/linux/kvm.h (linux-libc-dev 7.2.13)",
+    ),
+}
+
+#: Exit numbers no x86 kernel header defines although the enum has a name:
+#: KVM_EXIT_DCR 15 is kept in the header, "deprecated".
+_ORDER = {
+    "linux-6.16": "2025-07",
+    "linux-7.0": "2026-04",
+    "linux-7.1": "2026-06",
+    "linux-7.2": "2026-08",
+}
+
+
+def released_exits(abi: str) -> dict[str, int]:
+    """``KVM_EXIT_*`` name → number for a released kernel ABI."""
+    top, _ = _RELEASES[abi]
+    return {f"KVM_EXIT_{r.name}": int(r) for r in KvmExitReason if r <= top}
+
+
+def _duties(legacy: bool) -> tuple[CompletionDuty, ...]:
+    map_gpa = CompletionDuty(
+        "KVM_EXIT_HYPERCALL/KVM_HC_MAP_GPA_RANGE",
+        "kvm_run.hypercall.ret",
+        "TDX: 0 advances (R10=SUCCESS when done, RETRY with R11=next GPA if events are "
+        "pending), error sets R10 and R11=next GPA; SNP: 0 marks PSC entries done, error "
+        "gives VMGEXIT_PSC_ERROR_GENERIC"
+        + ("" if legacy else "; EAGAIN gives TDVMCALL RETRY on TDX"),
+        "any non-zero value is an error"
+        if legacy
+        else "KVM_RUN fails with EINVAL for anything but 0, EINVAL, EAGAIN",
+    )
+    msr = CompletionDuty(
+        "KVM_EXIT_X86_RDMSR/WRMSR",
+        "kvm_run.msr.error, kvm_run.msr.data",
+        "error=1 injects #GP; RDMSR data goes to EDX:EAX",
+    )
+    fault = CompletionDuty(
+        "KVM_EXIT_MEMORY_FAULT",
+        "(none)",
+        "KVM_RUN returned -1 with EFAULT/EHWPOISON; userspace converts the range "
+        "(KVM_SET_MEMORY_ATTRIBUTES) and re-runs",
+    )
+    return (map_gpa, msr, fault)
+
+
+@hookimpl
+def coco_register_vendor(registrar: Registrar) -> None:
+    """Register the generic exits for every released kernel."""
+    for abi, (_, source) in _RELEASES.items():
+        legacy = abi != "linux-7.2"
+        space = MAP_GPA_RANGE_LEGACY if legacy else MAP_GPA_RANGE_ERRNO
+        registrar.add_abi(
+            AbiPart(
+                abi=abi,
+                vendor="kvm",
+                source=source,
+                released=True,
+                exits=released_exits(abi),
+                union_members=generic_union_members(),
+                error_spaces=(space, MSR_ERROR),
+                duties=_duties(legacy),
+                decoders=(IO, RDMSR, WRMSR, MEMORY_FAULT, map_gpa_decoder(legacy)),
+                discriminators=(HYPERCALL_NR, SYSTEM_EVENT_TYPE),
+                order=_ORDER[abi],
+            )
+        )

@@ -1,0 +1,227 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Named, versioned exit ABIs and the decoders plugins contribute to them.
+
+An ABI is what one kernel (``linux-7.2``) or one patch revision
+(``kvm-exit-coco-v1``) defines: exit numbers, the members of the ``kvm_run``
+exit union, error spaces, and the completion duties KVM has. Several plugins
+contribute to the same ABI: the core brings the generic exits, the SNP and TDX
+plugins their own. Each contribution is an :class:`AbiPart`; the registry
+merges parts by name into one :class:`Abi` and rejects contradictions.
+
+An :class:`ExitDecoder` turns one ``(exit reason, discriminator)`` into a
+neutral request and writes the completion back; it is what the dispatcher's
+table holds.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping
+
+import attrs
+
+from coco_core.errorspace import ErrorSpace
+from coco_core.layout import Layout
+from coco_core.requests import NeutralRequest
+from coco_core.status import CoCoStatus, Outcome
+
+__all__ = [
+    "Abi",
+    "AbiPart",
+    "CompletionDuty",
+    "Discriminator",
+    "ExitDecoder",
+    "WriteBack",
+]
+
+#: ``write(run, request, raw, outcome)``: put ``raw`` (and what ``outcome``
+#: adds, such as a page count) into the exit union of ``run``.
+WriteBack = Callable[[memoryview, NeutralRequest, int, Outcome | None], None]
+
+
+@attrs.frozen
+class Discriminator:
+    """Where an exit keeps its sub-call number (TDX ``nr``, hypercall ``nr``...).
+
+    :param reason: the exit reason.
+    :param offset: offset of the number from the start of ``kvm_run``.
+    :param fmt: :mod:`struct` format of the number (``"<Q"``, ``"<I"``).
+    :param field: its C access path, for people.
+    """
+
+    reason: int
+    offset: int
+    fmt: str
+    field: str
+
+    @property
+    def reader(self) -> struct.Struct:
+        """A precompiled reader for the number."""
+        return struct.Struct(self.fmt)
+
+
+@attrs.frozen
+class ExitDecoder:
+    """How one ``(exit reason, discriminator)`` becomes a request, and is completed.
+
+    :param name: the exit's name as the header spells it, with the sub-call
+        (``"KVM_EXIT_TDX/GET_QUOTE"``).
+    :param reason: ``kvm_run.exit_reason``.
+    :param discriminator: the sub-call number, None for an exit without one.
+    :param vendor: ``"snp"``, ``"tdx"``, or ``"kvm"`` for a vendor-neutral exit.
+    :param request_type: the neutral request class :attr:`decode` returns.
+    :param decode: ``decode(run) -> request``; one ``unpack_from`` on ``run``.
+        Must not raise for any bytes.
+    :param write: puts the completion into the exit union; None for exits
+        without a completion (termination).
+    :param error_space: the space completion values come from.
+    :param default_status: the answer when the VMM has no handler for the
+        request; None leaves the exit untouched and hands it back to the VMM.
+    :param fallback: True for the decoder of sub-calls nobody else claims.
+    """
+
+    name: str
+    reason: int
+    discriminator: int | None
+    vendor: str
+    request_type: type[NeutralRequest]
+    decode: Callable[[memoryview], NeutralRequest]
+    write: WriteBack | None
+    error_space: ErrorSpace | None
+    default_status: CoCoStatus | None = CoCoStatus.UNSUPPORTED
+    fallback: bool = False
+
+    @property
+    def key(self) -> tuple[int, int | None]:
+        """The dispatch key: ``(reason, discriminator)``."""
+        return (self.reason, self.discriminator)
+
+
+@attrs.frozen
+class CompletionDuty:
+    """What KVM does with userspace's answer on re-entry, under one ABI.
+
+    :param exit: the exit name.
+    :param field: the ``kvm_run`` field userspace writes.
+    :param kernel_action: what KVM does with it (registers or fields it sets).
+    :param rejects: what KVM refuses, and how (``KVM_RUN`` fails with EINVAL).
+    """
+
+    exit: str
+    field: str
+    kernel_action: str
+    rejects: str = ""
+
+
+@attrs.frozen
+class AbiPart:
+    """One plugin's contribution to a named ABI.
+
+    :param abi: the ABI name (``linux-7.2``, ``kvm-exit-coco-v1``...).
+    :param vendor: who contributes (``kvm``, ``snp``, ``tdx``).
+    :param source: kernel version or patch revision, with its date and where it
+        was read.
+    :param released: True for a released kernel, False for a proposal.
+    :param exits: exit name → number for every exit this part defines.
+    :param union_members: ``kvm_run`` union member name → layout.
+    :param error_spaces: the spaces this part's exits use.
+    :param duties: the completion duties KVM has under this ABI.
+    :param decoders: the decoders the dispatcher uses for this ABI.
+    :param discriminators: where exits with sub-calls keep the number.
+    :param notes: anything a reviewer should know (unverified facts...).
+    :param order: sort key for listings (kernel version or patch date).
+    """
+
+    abi: str
+    vendor: str
+    source: str
+    released: bool
+    exits: Mapping[str, int] = attrs.field(factory=dict)
+    union_members: Mapping[str, Layout] = attrs.field(factory=dict)
+    error_spaces: tuple[ErrorSpace, ...] = ()
+    duties: tuple[CompletionDuty, ...] = ()
+    decoders: tuple[ExitDecoder, ...] = ()
+    discriminators: tuple[Discriminator, ...] = ()
+    notes: tuple[str, ...] = ()
+    order: str = ""
+
+
+@attrs.frozen
+class Abi:
+    """A named ABI, merged from every plugin's :class:`AbiPart`."""
+
+    name: str
+    parts: tuple[AbiPart, ...]
+
+    @property
+    def vendors(self) -> tuple[str, ...]:
+        """Contributing vendors other than the core's ``kvm``, sorted."""
+        return tuple(sorted({p.vendor for p in self.parts if p.vendor != "kvm"}))
+
+    @property
+    def released(self) -> bool:
+        """True if every part describes a released kernel."""
+        return all(p.released for p in self.parts)
+
+    @property
+    def source(self) -> str:
+        """The sources of the parts, one per vendor."""
+        return "; ".join(f"{p.vendor}: {p.source}" for p in self.parts)
+
+    @property
+    def order(self) -> str:
+        """Sort key: the largest of the parts' keys."""
+        return max((p.order for p in self.parts), default="")
+
+    @property
+    def exits(self) -> dict[str, int]:
+        """Exit name → number, merged."""
+        out: dict[str, int] = {}
+        for p in self.parts:
+            out.update(p.exits)
+        return dict(sorted(out.items(), key=lambda kv: (kv[1], kv[0])))
+
+    @property
+    def union_members(self) -> dict[str, Layout]:
+        """Union member name → layout, merged."""
+        out: dict[str, Layout] = {}
+        for p in self.parts:
+            out.update(p.union_members)
+        return out
+
+    @property
+    def error_spaces(self) -> tuple[ErrorSpace, ...]:
+        """Every space any part uses, in registration order."""
+        seen: dict[str, ErrorSpace] = {}
+        for p in self.parts:
+            for s in p.error_spaces:
+                seen.setdefault(s.id, s)
+        return tuple(seen.values())
+
+    @property
+    def duties(self) -> tuple[CompletionDuty, ...]:
+        """Every part's completion duties."""
+        return tuple(d for p in self.parts for d in p.duties)
+
+    @property
+    def decoders(self) -> tuple[ExitDecoder, ...]:
+        """Every part's decoders."""
+        return tuple(d for p in self.parts for d in p.decoders)
+
+    @property
+    def discriminators(self) -> dict[int, Discriminator]:
+        """Exit reason → where its sub-call number is."""
+        return {d.reason: d for p in self.parts for d in p.discriminators}
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Every part's notes."""
+        return tuple(n for p in self.parts for n in p.notes)
+
+    def kvm_run_layout(self) -> Layout:
+        """``struct kvm_run`` as this ABI defines it."""
+        from coco_core.uapi import kvm_run_layout
+
+        generic = {"io", "hypercall", "system_event", "msr", "memory_fault"}
+        extra = {k: v for k, v in self.union_members.items() if k not in generic}
+        return kvm_run_layout(extra)

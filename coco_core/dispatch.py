@@ -1,0 +1,282 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The dispatcher: decode, call the VMM's handler, complete. No pluggy on this path.
+
+The table is built once from the registry for one vendor under one ABI. Per
+exit the work is: read ``exit_reason`` (and a sub-call number where the exit
+has one), one dict lookup, one ``unpack_from`` in the plugin's decoder, one
+handler call, one dict lookup to encode the status, one ``pack_into``.
+
+The dispatcher never raises for guest-controlled input. A handler that raises
+is logged with the exit's details and the exit is completed with the vendor's
+generic error (``ERROR``); the VMM keeps running. Exits no plugin claims come
+back to the VMM as :class:`~coco_core.requests.Unsupported`, untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from coco_core.abi import Discriminator, ExitDecoder
+from coco_core.errors import ConfigurationError
+from coco_core.errorspace import CodeError
+from coco_core.exits import CoCoExit, Completed
+from coco_core.registry import DEFAULT_ABI, Registry
+from coco_core.requests import NeutralRequest, Unsupported
+from coco_core.status import CoCoStatus, Outcome
+from coco_core.uapi import EXIT_REASON, EXIT_REASON_STRUCT, EXIT_UNION_OFFSET, EXIT_UNION_SIZE
+
+__all__ = ["Dispatcher", "Handler", "Result", "write_completion"]
+
+log = logging.getLogger("coco_core.dispatch")
+
+R = TypeVar("R", bound=NeutralRequest)
+Result = CoCoStatus | Outcome
+#: ``handler(request, context) -> CoCoStatus | Outcome``
+Handler = Callable[[Any, Any], Result]
+Tracer = Callable[[CoCoExit], None]
+
+_read_reason = EXIT_REASON_STRUCT.unpack_from
+
+
+class _Entry:
+    """A table slot: a decoder, or a discriminator with its sub-table."""
+
+    __slots__ = ("decoder", "encode", "fallback", "read", "read_offset", "sub")
+
+    def __init__(self) -> None:
+        self.decoder: ExitDecoder | None = None
+        self.encode: dict[CoCoStatus, int] = {}
+        self.read: Callable[[Any, int], tuple[int]] | None = None
+        self.read_offset = 0
+        self.sub: dict[int, _Entry] = {}
+        self.fallback: _Entry | None = None
+
+
+def _leaf(dec: ExitDecoder) -> _Entry:
+    e = _Entry()
+    e.decoder = dec
+    if dec.error_space is not None:
+        e.encode = {s: dec.error_space.encode(s) for s in CoCoStatus}
+    return e
+
+
+class Dispatcher:
+    """Turns ``kvm_run`` images into handler calls and completions for one vendor.
+
+    :param registry: where the decoders come from.
+    :param vendor: the VM's vendor (``snp``, ``tdx``...).
+    :param abi: the ABI the kernel speaks; the newest released kernel by default.
+    :param tracer: called with a :class:`CoCoExit` after each completion
+        (costs one object per exit; leave None on a hot loop).
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        vendor: str,
+        abi: str = DEFAULT_ABI,
+        *,
+        tracer: Tracer | None = None,
+    ) -> None:
+        if vendor not in registry.vendors:
+            known = ", ".join(sorted(registry.vendors)) or "none"
+            raise ConfigurationError(f"unknown vendor {vendor!r}; registered vendors: {known}")
+        the_abi = registry.abi(abi)
+        self.registry = registry
+        self.vendor = vendor
+        self.abi = abi
+        self.tracer = tracer
+        self._handlers: dict[type[NeutralRequest], Handler] = {}
+        self._table = self._build(registry.decoders_for(abi, vendor), the_abi.discriminators)
+
+    @staticmethod
+    def _build(
+        decoders: dict[tuple[int, int | None], ExitDecoder], discs: dict[int, Discriminator]
+    ) -> dict[int, _Entry]:
+        table: dict[int, _Entry] = {}
+        for (reason, disc), dec in decoders.items():
+            if disc is None and not dec.fallback:
+                table[reason] = _leaf(dec)
+                continue
+            top = table.get(reason)
+            if top is None:
+                where = discs.get(reason)
+                if where is None:
+                    raise ConfigurationError(
+                        f"{dec.name}: exit {reason} has sub-calls but no registered discriminator"
+                    )
+                top = table[reason] = _Entry()
+                top.read = where.reader.unpack_from
+                top.read_offset = where.offset
+            if dec.fallback:
+                top.fallback = _leaf(dec)
+            else:
+                assert disc is not None
+                top.sub[disc] = _leaf(dec)
+        return table
+
+    # -- handlers -------------------------------------------------------------------
+
+    def on(self, request_type: type[R], handler: Callable[[R, Any], Result]) -> None:
+        """Answer every ``request_type`` request with ``handler(request, context)``."""
+        self._handlers[request_type] = handler
+
+    def handles(self) -> frozenset[type[NeutralRequest]]:
+        """The request types the VMM registered handlers for."""
+        return frozenset(self._handlers)
+
+    def claims(self) -> list[ExitDecoder]:
+        """Every decoder in this dispatcher's table."""
+        out: list[ExitDecoder] = []
+        for e in self._table.values():
+            if e.decoder is not None:
+                out.append(e.decoder)
+            out.extend(s.decoder for s in e.sub.values() if s.decoder is not None)
+            if e.fallback is not None and e.fallback.decoder is not None:
+                out.append(e.fallback.decoder)
+        return out
+
+    # -- the hot path ---------------------------------------------------------------
+
+    def _lookup(self, run: memoryview | bytearray) -> tuple[_Entry | None, int, int | None]:
+        reason = _read_reason(run, EXIT_REASON)[0]
+        entry = self._table.get(reason)
+        if entry is None or entry.read is None:
+            return entry, reason, None
+        disc = entry.read(run, entry.read_offset)[0]
+        sub = entry.sub.get(disc)
+        return (sub if sub is not None else entry.fallback), reason, disc
+
+    def dispatch(self, run: memoryview | bytearray, context: Any = None) -> Result | Unsupported:
+        """Decode the exit in ``run``, call its handler, write the completion.
+
+        :param run: the ``kvm_run`` mapping (or a buffer of the same layout).
+        :param context: passed to the handler as its second argument (a vCPU).
+        :returns: the handler's result, the default status used when the VMM
+            registered no handler, or :class:`Unsupported` (untouched) for an
+            exit no plugin claims.
+        """
+        entry, reason, disc = self._lookup(run)
+        if entry is None:
+            return _unsupported(run, reason, disc)
+        dec = entry.decoder
+        assert dec is not None
+        try:
+            request = dec.decode(run if isinstance(run, memoryview) else memoryview(run))
+        except Exception:  # a decoder bug must not take the VMM down
+            log.exception("%s: decoder failed on exit %d; completing with ERROR", dec.name, reason)
+            return self._complete_failed(entry, run, reason, disc)
+        handler = self._handlers.get(dec.request_type)
+        if handler is None:
+            if dec.default_status is None:
+                return (
+                    request if isinstance(request, Unsupported) else _unsupported(run, reason, disc)
+                )
+            result: Result = dec.default_status
+        else:
+            try:
+                result = handler(request, context)
+            except Exception:  # the documented rule: log, answer ERROR, keep running
+                log.exception("%s %s: handler raised for %r", self.vendor, dec.name, request)
+                result = CoCoStatus.ERROR
+        if dec.write is not None:
+            if type(result) is CoCoStatus and entry.encode:
+                dec.write(run, request, entry.encode[result], None)  # type: ignore[arg-type]
+            else:
+                result = self._write_outcome(dec, run, request, result)
+        if self.tracer is not None:
+            self._trace(dec, run, reason, request, result)
+        return result
+
+    # -- the rest -------------------------------------------------------------------
+
+    def _write_outcome(
+        self, dec: ExitDecoder, run: memoryview | bytearray, request: NeutralRequest, result: Result
+    ) -> Result:
+        try:
+            write_completion(dec, run, request, result)
+        except CodeError:
+            log.exception("%s: handler's vendor code rejected; completing with ERROR", dec.name)
+            write_completion(dec, run, request, CoCoStatus.ERROR)
+            return CoCoStatus.ERROR
+        return result
+
+    def _complete_failed(
+        self, entry: _Entry, run: memoryview | bytearray, reason: int, disc: int | None
+    ) -> Result:
+        dec = entry.decoder
+        if dec is not None and dec.write is not None and entry.encode:
+            try:
+                dec.write(run, Unsupported(reason, disc), entry.encode[CoCoStatus.ERROR], None)  # type: ignore[arg-type]
+            except Exception:
+                log.exception("%s: could not even write ERROR", dec.name)
+        return CoCoStatus.ERROR
+
+    def _trace(
+        self,
+        dec: ExitDecoder,
+        run: memoryview | bytearray,
+        reason: int,
+        request: NeutralRequest,
+        result: Result,
+    ) -> None:
+        assert self.tracer is not None
+        view = run if isinstance(run, memoryview) else memoryview(run)
+        ev = CoCoExit(self.vendor, self.abi, dec.name, reason, request, view, dec)
+        ev._state.append(_completed_record(dec, result))
+        self.tracer(ev)
+
+    def decode(self, run: memoryview | bytearray) -> CoCoExit:
+        """Decode without handling, for a VMM that answers by hand with ``ev.complete()``."""
+        entry, reason, disc = self._lookup(run)
+        view = run if isinstance(run, memoryview) else memoryview(run)
+        if entry is None or entry.decoder is None:
+            req = _unsupported(view, reason, disc)
+            return CoCoExit(self.vendor, self.abi, f"exit {reason}", reason, req, view, None)
+        dec = entry.decoder
+        return CoCoExit(self.vendor, self.abi, dec.name, reason, dec.decode(view), view, dec)
+
+
+def _unsupported(run: memoryview | bytearray, reason: int, disc: int | None) -> Unsupported:
+    raw = bytes(run[EXIT_UNION_OFFSET : EXIT_UNION_OFFSET + EXIT_UNION_SIZE])
+    return Unsupported(reason, disc, raw)
+
+
+def _completed_record(dec: ExitDecoder, result: Result) -> Completed:
+    status = result if isinstance(result, CoCoStatus) else result.status
+    outcome = None if isinstance(result, CoCoStatus) else result
+    if dec.write is None or dec.error_space is None:
+        return Completed(status, None, None, outcome)
+    space = dec.error_space
+    raw = outcome.vendor_code if outcome is not None and outcome.vendor_code is not None else None
+    if raw is None:
+        raw = space.encode(status)
+    return Completed(status, raw, space.name_of(raw), outcome)
+
+
+def write_completion(
+    dec: ExitDecoder | None, run: memoryview | bytearray, request: NeutralRequest, result: Result
+) -> Completed:
+    """Encode ``result`` with ``dec``'s error space and write it (the non-hot path).
+
+    :raises CodeError: an explicit ``vendor_code`` that is not a code of the
+        space for that status.
+    """
+    status = result if isinstance(result, CoCoStatus) else result.status
+    outcome = None if isinstance(result, CoCoStatus) else result
+    if dec is None or dec.write is None:
+        return Completed(status, None, None, outcome)
+    space = dec.error_space
+    if space is None:
+        dec.write(run, request, 0, outcome)  # type: ignore[arg-type]
+        return Completed(status, None, None, outcome)
+    if outcome is not None and outcome.vendor_code is not None:
+        raw = space.check_vendor_code(outcome.vendor_code, status)
+    else:
+        raw = space.encode(status)
+    dec.write(run, request, raw, outcome)  # type: ignore[arg-type]
+    return Completed(status, raw, space.name_of(raw), outcome)

@@ -1,0 +1,177 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The kernel's side of each CoCo exit, as data the plugins register.
+
+The kernel model plays KVM's part when no TEE hardware is present, and is the
+oracle the plugins' tests use: it turns a *guest-level* call (the registers a
+TDX guest sets for TDG.VP.VMCALL, or an SNP guest's GHCB request) into the
+byte-exact ``kvm_run`` KVM would write, and on re-entry applies KVM's
+completion and reports what the guest sees, or fails the way ``KVM_RUN``
+would (``-EINVAL`` for a ``ret`` the kernel rejects).
+
+Vendor plugins register :class:`ModelPart` objects with
+:meth:`~coco_core.registry.Registrar.add_model`; :class:`KernelModel` in
+:mod:`coco_core.model.kernel` runs them.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Protocol
+
+import attrs
+
+from coco_core.errors import CoCoError
+
+__all__ = [
+    "GENERATIONS",
+    "ExitImage",
+    "GuestCall",
+    "GuestCpu",
+    "GuestMemoryLike",
+    "GuestView",
+    "KernelContext",
+    "KvmRunRejected",
+    "ModelPart",
+    "generation_key",
+]
+
+#: Kernel generations the model knows, oldest first, each with the rule it
+#: brought. Sources: reference/kernel-abi.md §2, §3.2, §5 (commits named there).
+GENERATIONS: Mapping[str, str] = {
+    "linux-6.16": "KVM_EXIT_TDX (40) and KVM_SYSTEM_EVENT_TDX_FATAL (7); MapGPA: any non-zero "
+    "hypercall.ret gives TDVMCALL INVALID_OPERAND (tdx.c, v6.16)",
+    "linux-7.0": "KVM_EXIT_SNP_REQ_CERTS (43) with KVM_SEV_SNP_ENABLE_REQ_CERTS "
+    "(kvm-x86 svm, fa9893fadbc2, pulled for 7.0)",
+    "linux-7.1": "no CoCo exit change",
+    "linux-7.2": "MAP_GPA_RANGE ret must be 0, EINVAL or EAGAIN, anything else fails KVM_RUN "
+    "with EINVAL; TDX maps EAGAIN to RETRY, SNP maps both errors to PSC GENERIC "
+    "(kvm-x86 misc 3e2dec1ede0a / 5d40e5b49442, applied 2026-05-29; release inferred)",
+}
+
+
+def generation_key(name: str) -> tuple[int, ...]:
+    """Sort key of ``linux-X.Y``; proposals (any other name) sort after releases."""
+    if name.startswith("linux-"):
+        try:
+            return tuple(int(p) for p in name.removeprefix("linux-").split("."))
+        except ValueError:
+            pass
+    return (999,)
+
+
+class KvmRunRejected(CoCoError):
+    """``KVM_RUN`` would fail: the completion userspace wrote is one KVM rejects."""
+
+    def __init__(self, message: str, err: int = errno.EINVAL) -> None:
+        super().__init__(message)
+        self.errno = err
+
+
+class GuestMemoryLike(Protocol):
+    """Guest memory as the model needs it: bounds-checked reads and writes."""
+
+    def read(self, gpa: int, size: int) -> bytes:
+        """Return ``size`` bytes at ``gpa``; raise if not wholly inside guest RAM."""
+        ...
+
+    def write(self, gpa: int, data: bytes) -> None:
+        """Write ``data`` at ``gpa``; raise if not wholly inside guest RAM."""
+        ...
+
+    def contains(self, gpa: int, size: int) -> bool:
+        """True if ``[gpa, gpa + size)`` lies wholly inside guest RAM."""
+        ...
+
+
+@attrs.define
+class GuestCpu:
+    """The guest state a call reads and KVM writes back: GPRs plus GHCB fields.
+
+    ``regs`` uses lower-case x86-64 names (``rax``..``r15``). For SNP the GHCB
+    fields the guest exchanges (``sw_exitinfo1``, ``sw_exitinfo2``) are kept in
+    ``ghcb``.
+    """
+
+    regs: dict[str, int] = attrs.field(factory=dict)
+    ghcb: dict[str, int] = attrs.field(factory=dict)
+    apic_id: int = 0
+
+    def reg(self, name: str) -> int:
+        """A register's value (0 if never set)."""
+        return self.regs.get(name, 0)
+
+
+@attrs.frozen
+class ExitImage:
+    """The kernel exited to userspace: ``kvm_run`` now holds this exit."""
+
+    name: str
+    exit_reason: int
+
+
+@attrs.frozen
+class GuestView:
+    """What the guest sees once the call is over (registers, GHCB fields, notes).
+
+    :param values: the guest-visible results (``r10``, ``sw_exitinfo2``...).
+    :param summary: one line for people (``R10=SUCCESS``).
+    """
+
+    values: Mapping[str, int]
+    summary: str
+
+
+@attrs.define
+class KernelContext:
+    """One VM's kernel-side state for the model.
+
+    :param generation: the ABI name of the kernel modelled (``linux-7.2``).
+    :param run: the ``kvm_run`` buffer the model writes exits into.
+    :param memory: guest memory.
+    :param vm_state: per-VM state the vendor parts keep (capabilities enabled,
+        a MapGPA in progress, ...).
+    """
+
+    generation: str
+    run: bytearray | memoryview
+    memory: GuestMemoryLike
+    vm_state: MutableMapping[str, object] = attrs.field(factory=dict)
+
+    def at_least(self, generation: str) -> bool:
+        """True if the modelled kernel is ``generation`` or newer."""
+        return generation_key(self.generation) >= generation_key(generation)
+
+
+#: ``enter(ctx, cpu)``: write the first exit into ``ctx.run`` (ExitImage) or
+#: answer inside the kernel (GuestView).
+EnterFn = Callable[[KernelContext, GuestCpu], "ExitImage | GuestView"]
+#: ``resume(ctx, cpu)``: apply the completion userspace wrote into ``ctx.run``;
+#: return the next exit or the final view; raise :class:`KvmRunRejected`.
+ResumeFn = Callable[[KernelContext, GuestCpu], "ExitImage | GuestView"]
+
+
+@attrs.frozen
+class GuestCall:
+    """One guest-level call the kernel turns into exits.
+
+    :param name: ``vendor.call`` (``tdx.get_quote``, ``snp.ext_guest_request``).
+    :param description: one line, with the spec or source of the call.
+    :param enter: see :data:`EnterFn`.
+    :param resume: see :data:`ResumeFn`; None for calls with no completion.
+    :param since: the oldest generation the call exits to userspace in.
+    """
+
+    name: str
+    description: str
+    enter: EnterFn
+    resume: ResumeFn | None
+    since: str = "linux-6.16"
+
+
+@attrs.frozen
+class ModelPart:
+    """A vendor's guest calls, registered for the kernel model."""
+
+    vendor: str
+    calls: tuple[GuestCall, ...]
