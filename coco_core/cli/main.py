@@ -1,0 +1,209 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The ``coco`` command.
+
+Subcommands come from three places: the core (``plugins``, ``errors``,
+``abi``, ``demo``), and each vendor plugin's command group (``snp``, ``tdx``),
+which is imported only when it runs so that ``coco --help`` stays fast and
+never imports cryptography. A user error prints one line, ``coco: error: ...``,
+and exits 1 (2 for bad arguments); no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from coco_core.errors import CoCoError
+
+__all__ = ["CoCoArgumentParser", "main"]
+
+
+class CoCoArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``coco: error: ...`` on one line, naming the command, and exit 2."""
+        self.exit(2, f"coco: error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+CommandFn = Callable[[argparse.Namespace], int]
+
+_CORE_GROUPS: dict[str, tuple[str, str]] = {
+    # name: (module:function that configures the parser, help)
+    "abi": (
+        "coco_core.cli.abi:configure_parser",
+        "compare CoCo exit ABIs: layouts, numbers, errors",
+    ),
+    "demo": ("coco_core.cli.demo:configure_parser", "run the SNP and TDX scenarios end to end"),
+}
+
+
+def _load(target: str) -> Callable[[argparse.ArgumentParser], None]:
+    module, _, func = target.partition(":")
+    fn: Callable[[argparse.ArgumentParser], None] = getattr(importlib.import_module(module), func)
+    return fn
+
+
+def _registry() -> object:
+    from coco_core.registry import Registry
+
+    return Registry.from_entry_points()
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The full parser; only the command group named in ``argv`` is imported."""
+    from coco_core.registry import Registry
+
+    reg = _registry()
+    assert isinstance(reg, Registry)
+    parser = CoCoArgumentParser(
+        prog="coco",
+        description="coco: the vendor-neutral framework for the confidential-computing "
+        "(CoCo) userspace exits of Linux KVM.",
+        epilog="Run 'coco COMMAND --help' for a command's options.",
+    )
+    parser.set_defaults(func=None, registry=reg)
+    sub = parser.add_subparsers(
+        title="commands", metavar="COMMAND", parser_class=CoCoArgumentParser
+    )
+
+    p_plugins = sub.add_parser("plugins", help="list the installed plugins")
+    psub = p_plugins.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
+    p_list = psub.add_parser("list", help="name, version, exits, ABIs and error spaces per plugin")
+    p_list.add_argument("--format", choices=("text", "json"), default="text")
+    p_list.set_defaults(func=_plugins_list)
+
+    p_errors = sub.add_parser("errors", help="show error spaces")
+    esub = p_errors.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
+    p_table = esub.add_parser(
+        "table", help="neutral status <-> raw value table of one or all spaces"
+    )
+    p_table.add_argument("space", nargs="?", help="error-space id (default: all)")
+    p_table.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p_table.set_defaults(func=_errors_table)
+
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    groups = dict(_CORE_GROUPS)
+    for name, spec in reg.commands.items():
+        groups[name] = (spec.target, spec.help)
+    for name, (target, help_text) in groups.items():
+        p = sub.add_parser(name, help=help_text)
+        if name == wanted:
+            _load(target)(p)
+    return parser
+
+
+def _plugins_list(args: argparse.Namespace) -> int:
+    from coco_core.registry import Registry
+
+    reg: Registry = args.registry
+    rows: list[dict[str, Any]] = []
+    for p in reg.plugins:
+        vendors = sorted(v.name for v in reg.vendors.values() if v.plugin == p.name)
+        parts = [
+            (a.name, part)
+            for a in reg.abis.values()
+            for part in a.parts
+            if _owner(reg, part) == p.name
+        ]
+        exits = sorted(
+            {
+                f"{n}={num}"
+                for _, part in parts
+                for n, num in part.exits.items()
+                if not (part.vendor == "kvm" and n not in _coco_generic())
+            }
+        )
+        rows.append(
+            {
+                "name": p.name,
+                "module": p.module,
+                "distribution": p.dist,
+                "version": p.version,
+                "vendors": vendors,
+                "abis": sorted({a for a, _ in parts}),
+                "exits": sorted({d.name for _, part in parts for d in part.decoders}),
+                "exit_numbers": exits,
+                "error_spaces": sorted(
+                    k for k, owner in reg.space_owner.items() if owner == p.name
+                ),
+            }
+        )
+    failures = [{"name": f.name, "target": f.target, "error": f.error} for f in reg.failures]
+    if args.format == "json":
+        print(json.dumps({"plugins": rows, "failures": failures}, indent=2))
+        return 0
+    for r in rows:
+        ver = f"{r['distribution']} {r['version']}" if r["distribution"] else "built in"
+        print(f"{r['name']} ({ver}) vendors: {', '.join(r['vendors']) or '-'}")
+        print(f"  ABIs:         {', '.join(r['abis']) or '-'}")
+        print(f"  exits:        {', '.join(r['exits']) or '-'}")
+        print(f"  error spaces: {', '.join(r['error_spaces']) or '-'}")
+    for f in failures:
+        print(f"{f['name']} FAILED to load ({f['target']}): {f['error']}")
+    return 0
+
+
+def _coco_generic() -> frozenset[str]:
+    return frozenset(
+        {
+            "KVM_EXIT_IO",
+            "KVM_EXIT_HYPERCALL",
+            "KVM_EXIT_SYSTEM_EVENT",
+            "KVM_EXIT_X86_RDMSR",
+            "KVM_EXIT_X86_WRMSR",
+            "KVM_EXIT_MEMORY_FAULT",
+        }
+    )
+
+
+def _owner(reg: object, part: object) -> str:
+    from coco_core.registry import Registry
+
+    assert isinstance(reg, Registry)
+    return reg.part_owner.get(id(part), "?")
+
+
+def _errors_table(args: argparse.Namespace) -> int:
+    from coco_core.errorspace import ErrorSpace
+    from coco_core.registry import Registry
+
+    reg: Registry = args.registry
+    spaces: list[ErrorSpace] = [reg.space(args.space)] if args.space else list(reg.spaces.values())
+    if args.format == "json":
+        print(json.dumps({"spaces": [s.to_json() for s in spaces]}, indent=2, default=int))
+        return 0
+    from coco_core.cli.render import render_space
+
+    out = [render_space(s, markdown=args.format == "markdown") for s in spaces]
+    print("\n\n".join(out))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``coco``; return the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(args_list)
+        args = parser.parse_args(args_list)
+        func: CommandFn | None = args.func
+        if func is None:
+            parser.print_help()
+            return 0 if not args_list else 2
+        return func(args)
+    except CoCoError as exc:
+        print(f"coco: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        print("coco: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
