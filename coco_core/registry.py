@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from coco_core._manager import LoadedPlugin, PluginFailure
     from coco_core.model.base import ModelPart
 
-__all__ = ["DEFAULT_ABI", "CommandSpec", "Registrar", "Registry", "VendorInfo"]
+__all__ = ["DEFAULT_ABI", "CommandSpec", "Registrar", "Registry", "ScenarioSpec", "VendorInfo"]
 
 log = logging.getLogger("coco_core.registry")
 
@@ -42,6 +42,24 @@ class VendorInfo:
 
     name: str
     title: str
+    plugin: str
+
+
+@attrs.frozen
+class ScenarioSpec:
+    """A demo scenario a plugin ships, imported only when ``coco demo`` runs it.
+
+    :param vendor: the vendor it exercises.
+    :param name: a short name (``certificates``).
+    :param target: ``module:function``; the function takes a
+        :class:`coco_core.demo.DemoEnv` and runs the scenario.
+    :param description: one line for people.
+    """
+
+    vendor: str
+    name: str
+    target: str
+    description: str
     plugin: str
 
 
@@ -70,6 +88,7 @@ class _Sink:
         self.spaces: dict[str, tuple[str, ErrorSpace]] = {}
         self.models: list[tuple[str, ModelPart]] = []
         self.commands: dict[str, CommandSpec] = {}
+        self.scenarios: list[ScenarioSpec] = []
 
 
 class Registrar:
@@ -146,6 +165,10 @@ class Registrar:
             )
         sink.commands[name] = CommandSpec(name, target, help, self._plugin)
 
+    def add_scenario(self, vendor: str, name: str, target: str, description: str) -> None:
+        """Add a ``coco demo`` scenario, imported lazily from ``target``."""
+        self._live().scenarios.append(ScenarioSpec(vendor, name, target, description, self._plugin))
+
 
 class Registry:
     """Everything the plugins registered, merged and checked.
@@ -165,7 +188,9 @@ class Registry:
         self.spaces = {k: v for k, (_, v) in sink.spaces.items()}
         self.space_owner = {k: p for k, (p, _) in sink.spaces.items()}
         self.commands = dict(sink.commands)
+        self.scenarios = tuple(sink.scenarios)
         self.models = tuple(m for _, m in sink.models)
+        self.part_owner = {id(part): plugin for plugin, part in sink.parts}
         self.abis = self._merge(sink.parts)
 
     # -- construction ----------------------------------------------------------------

@@ -1,0 +1,173 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``make bench``: dispatch cost per exit kind, KVM exit loops, ``coco --help`` start-up.
+
+All ratios are measured in one run on one machine; the machines are shared and
+noisy, so compare ratios, not absolute numbers across runs. The last line
+printed is one JSON object with every result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from coco_core.abi import ExitDecoder
+from coco_core.dispatch import Dispatcher
+from coco_core.registry import Registry
+from coco_core.requests import PortIo
+from coco_core.status import CoCoStatus
+from coco_core.uapi import KVM_RUN_SIZE
+
+N = 200_000
+_U32 = struct.Struct("<I")
+_UNION8 = struct.Struct("<8Q")  # a hand-written decode of the first 64 union bytes
+_U64 = struct.Struct("<Q")
+
+
+def _image(dec: ExitDecoder, disc_offset: int | None, disc_fmt: str | None) -> bytearray:
+    run = bytearray(KVM_RUN_SIZE)
+    _U32.pack_into(run, 8, dec.reason)
+    if dec.discriminator is not None and disc_offset is not None and disc_fmt is not None:
+        struct.pack_into(disc_fmt, run, disc_offset, dec.discriminator)
+    # plausible, page-aligned guest values in the first union words after the header
+    for off in range(48, 96, 8):
+        _U64.pack_into(run, off, 0x1000)
+    return run
+
+
+def _time(fn: Callable[[], object], n: int = N) -> float:
+    """Median ns per call of three runs of ``n`` calls."""
+    rates = []
+    for _ in range(3):
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            fn()
+        rates.append((time.perf_counter_ns() - start) / n)
+    return statistics.median(rates)
+
+
+def dispatch_costs(reg: Registry) -> dict[str, dict[str, float]]:
+    """ns per decode+dispatch+complete per exit kind, with a no-op handler, vs a baseline."""
+    out: dict[str, dict[str, float]] = {}
+    for vendor in sorted(reg.vendors):
+        if vendor == "example":
+            continue
+        d = Dispatcher(reg, vendor)
+        discs = reg.abi(d.abi).discriminators
+        for dec in d.claims():
+            if dec.fallback or dec.write is None:
+                continue
+            d.on(dec.request_type, lambda req, ctx: CoCoStatus.OK)
+            where = discs.get(dec.reason)
+            image = _image(dec, where.offset if where else None, where.fmt if where else None)
+            run = memoryview(image)
+            reason_at = dec.reason
+
+            def baseline(run: memoryview = run, reason_at: int = reason_at) -> None:
+                if _U32.unpack_from(run, 8)[0] == reason_at:
+                    values = _UNION8.unpack_from(run, 32)
+                    result = _noop(values)
+                    _U64.pack_into(run, 48, result)
+
+            coco_ns = _time(lambda run=run, dispatch=d.dispatch: dispatch(run))
+            base_ns = _time(baseline)
+            out[f"{vendor}:{dec.name}"] = {
+                "coco_ns": round(coco_ns, 1),
+                "baseline_ns": round(base_ns, 1),
+                "ratio": round(coco_ns / base_ns, 2),
+            }
+    return out
+
+
+def _noop(values: tuple[int, ...]) -> int:
+    return 0
+
+
+def cli_help_ms() -> float:
+    """Median wall time of ``coco --help`` in a fresh process (5 runs)."""
+    coco = Path(sys.executable).with_name("coco")
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        subprocess.run([str(coco), "--help"], check=True, capture_output=True)
+        times.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(times), 1)
+
+
+def kvm_loops(reg: Registry, exits: int) -> dict[str, Any] | None:
+    """C, raw Python and coco dispatcher loops on the pingpong guest; None without KVM."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        print("kvm loops: skipped, /dev/kvm not accessible")
+        return None
+    import kvm_loops as kl
+
+    from coco_core.kvm.vcpu import Vcpu
+
+    def coco_vcpu_loop(vcpu: Vcpu) -> int:
+        """The coco loop: KVM_RUN, then the dispatcher with a real PortIo handler."""
+        import fcntl
+
+        from coco_core.kvm import ioctls
+        from coco_core.kvm.doorbell import RESULT_PORT
+
+        d = Dispatcher(reg, "tdx")
+        view = vcpu.run_view
+        state = {"done": False, "exits": 0}
+
+        def on_io(req: PortIo, ctx: memoryview) -> CoCoStatus:
+            if req.port == RESULT_PORT:
+                state["done"] = True
+                return CoCoStatus.OK
+            if not req.out:
+                ctx[req.data_offset] = 0x5A
+            state["exits"] += 1
+            return CoCoStatus.OK
+
+        d.on(PortIo, on_io)
+        ioctl, fd, run_req, dispatch = fcntl.ioctl, vcpu.fd, ioctls.KVM_RUN, d.dispatch
+        while not state["done"]:
+            ioctl(fd, run_req, 0)
+            dispatch(view, view)
+        return int(state["exits"])
+
+    return kl.main(exits, 3, extra_loops={"coco": kl.python_loop(coco_vcpu_loop)})
+
+
+def main() -> None:
+    reg = Registry.from_entry_points()
+    print("decode+dispatch+complete per exit (no-op handler), ns; baseline = hand-written struct")
+    costs = dispatch_costs(reg)
+    for kind, c in costs.items():
+        print(f"  {kind:<58}{c['coco_ns']:>8.0f}{c['baseline_ns']:>8.0f}  x{c['ratio']}")
+    help_ms = cli_help_ms()
+    print(f"coco --help: {help_ms} ms")
+    exits = int(os.environ.get("COCO_BENCH_EXITS", "100000"))
+    loops = kvm_loops(reg, exits)
+    result: dict[str, Any] = {
+        "dispatch_ns": {k: v["coco_ns"] for k, v in costs.items()},
+        "dispatch_vs_baseline": {k: v["ratio"] for k, v in costs.items()},
+        "cli_help_ms": help_ms,
+    }
+    if loops is not None:
+        result["kvm_loop"] = {
+            "c_exits_per_s": round(loops["c"][1]),
+            "python_exits_per_s": round(loops["python_raw"][1]),
+            "coco_exits_per_s": round(loops["coco"][1]),
+            "coco_vs_python": round(loops["coco"][1] / loops["python_raw"][1], 3),
+        }
+        result["threads2_scaling"] = round(loops["coco"][2] / loops["coco"][1], 3)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
