@@ -1,0 +1,229 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Assemble the test guests in ``coco_core/kvm/guest/`` into flat binaries.
+
+A guest is GNU assembler source (AT&T syntax, 64-bit) that the VMM enters in
+long mode at :data:`GUEST_LOAD_GPA` (see :meth:`coco_core.kvm.vcpu.Vcpu.setup_long_mode`).
+``build_guest(name)`` runs ``as`` and ``ld`` with a fixed linker script and
+``objcopy -O binary``, and caches the image under a directory keyed by the
+SHA-256 of the sources, the linker script and the tool command lines, so
+tests and benchmarks assemble each guest once.
+
+A source may name other sources to link with on a line of its own::
+
+    # coco-link: doorbell
+
+The memory map every guest shares (all in one slot of :data:`GUEST_RAM_SIZE`
+at GPA 0, identity-mapped with 2 MiB pages):
+
+============================  ==========================================
+``0x001000 .. 0x005000``      page tables and GDT (``PAGE_TABLES_GPA``)
+``0x100000 ..``               the guest image (``GUEST_LOAD_GPA``)
+``.. 0x300000``               the stack, growing down (``GUEST_STACK_TOP``)
+``0x300000 .. 0x400000``      scratch for VMM/guest buffers (``GUEST_SCRATCH_GPA``)
+============================  ==========================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import attrs
+
+from coco_core.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from coco_core.kvm.system import Kvm
+    from coco_core.kvm.vcpu import Vcpu
+    from coco_core.kvm.vm import GuestRam, Vm
+
+__all__ = [
+    "GUEST_DIR",
+    "GUEST_LOAD_GPA",
+    "GUEST_RAM_SIZE",
+    "GUEST_SCRATCH_GPA",
+    "GUEST_STACK_STRIDE",
+    "GUEST_STACK_TOP",
+    "PAGE_TABLES_GPA",
+    "BootedGuest",
+    "GuestBuildError",
+    "boot_guest",
+    "build_guest",
+    "guest_source",
+]
+
+GUEST_DIR = Path(__file__).with_name("guest")
+GUEST_RAM_SIZE = 0x400000
+PAGE_TABLES_GPA = 0x1000
+GUEST_LOAD_GPA = 0x100000
+GUEST_STACK_TOP = 0x300000
+GUEST_SCRATCH_GPA = 0x300000
+GUEST_STACK_STRIDE = 0x10000  # vCPU n gets RSP = GUEST_STACK_TOP - n * stride
+
+_LINKER_SCRIPT = f"""\
+ENTRY(_start)
+SECTIONS
+{{
+    . = {GUEST_LOAD_GPA:#x};
+    .text : {{ *(.text.entry) *(.text .text.*) }}
+    .rodata : {{ *(.rodata .rodata.*) }}
+    .data : {{ *(.data .data.*) }}
+    .bss : {{ *(.bss .bss.*) *(COMMON) }}
+    /DISCARD/ : {{ *(.note*) *(.eh_frame*) *(.comment) }}
+}}
+"""
+_LINK_RE = re.compile(r"^\s*#\s*coco-link:\s*(.+)$", re.MULTILINE)
+_NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+class GuestBuildError(ConfigurationError):
+    """A guest could not be assembled (missing tool, bad source, unknown name)."""
+
+
+def guest_source(name: str) -> Path:
+    """The path of guest ``name`` (``coco_core/kvm/guest/<name>.S``)."""
+    if not _NAME_RE.match(name):
+        raise GuestBuildError(f"guest name {name!r} must be letters, digits and '_'")
+    path = GUEST_DIR / f"{name}.S"
+    if not path.is_file():
+        raise GuestBuildError(f"no guest source {path}")
+    return path
+
+
+def _sources(name: str) -> list[Path]:
+    order: list[Path] = []
+    pending = [name]
+    while pending:
+        path = guest_source(pending.pop(0))
+        if path in order:
+            continue
+        order.append(path)
+        for match in _LINK_RE.finditer(path.read_text()):
+            pending.extend(match.group(1).split())
+    return order
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise GuestBuildError(
+            f"'{name}' (GNU binutils) is not on PATH: it is needed to assemble the test "
+            "guests (on Debian: apt-get install binutils)"
+        )
+    return found
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("COCO_GUEST_CACHE")
+    if base:
+        return Path(base)
+    return Path(tempfile.gettempdir()) / f"coco-guests-{os.getuid()}"
+
+
+def _run(cmd: list[str], what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise GuestBuildError(f"{what} failed ({' '.join(cmd)}):\n{proc.stderr.strip()}")
+
+
+def build_guest(name: str) -> bytes:
+    """Assemble guest ``name`` (and what it links with) into a flat image for GUEST_LOAD_GPA."""
+    sources = _sources(name)
+    as_cmd = [_tool("as"), "--64"]
+    ld_cmd = [_tool("ld"), "-m", "elf_x86_64", "-nostdlib", "-static", "--build-id=none"]
+    objcopy_cmd = [
+        _tool("objcopy"),
+        "-O",
+        "binary",
+        "--set-section-flags",
+        ".bss=alloc,load,contents",
+    ]
+    digest = hashlib.sha256()
+    for part in (as_cmd, ld_cmd, objcopy_cmd):
+        digest.update(" ".join(Path(p).name for p in part).encode())
+    digest.update(_LINKER_SCRIPT.encode())
+    for src in sources:
+        digest.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
+    cache = _cache_dir()
+    cached = cache / f"{name}-{digest.hexdigest()[:24]}.bin"
+    if cached.is_file():
+        return cached.read_bytes()
+
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"coco-guest-{name}-") as tmp:
+        work = Path(tmp)
+        objects = []
+        for src in sources:
+            obj = work / f"{src.stem}.o"
+            _run([*as_cmd, "-o", str(obj), str(src)], f"assembling {src.name}")
+            objects.append(str(obj))
+        script = work / "guest.ld"
+        script.write_text(_LINKER_SCRIPT)
+        elf = work / f"{name}.elf"
+        _run([*ld_cmd, "-T", str(script), "-o", str(elf), *objects], f"linking guest {name}")
+        flat = work / f"{name}.bin"
+        _run([*objcopy_cmd, str(elf), str(flat)], f"objcopy of guest {name}")
+        image = flat.read_bytes()
+        staged = cache / f".{cached.name}.{os.getpid()}"
+        staged.write_bytes(image)
+        os.replace(staged, cached)
+    return image
+
+
+@attrs.frozen
+class BootedGuest:
+    """A VM with a guest image loaded and vCPUs in long mode at its entry."""
+
+    vm: Vm
+    ram: GuestRam
+    vcpus: tuple[Vcpu, ...]
+
+    def close(self) -> None:
+        """Close the VM (vCPUs, memory)."""
+        self.vm.close()
+
+    def __enter__(self) -> BootedGuest:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def boot_guest(kvm: Kvm, name: str, *, nr_vcpus: int = 1) -> BootedGuest:
+    """Create a VM with :data:`GUEST_RAM_SIZE` at GPA 0, load guest ``name``, start vCPUs.
+
+    Every vCPU enters the image at :data:`GUEST_LOAD_GPA` in long mode, with its
+    own stack (see :data:`GUEST_STACK_STRIDE`). Set more registers with
+    ``vcpu.set_regs(vcpu.get_regs().replace(...))`` before running.
+    """
+    image = build_guest(name)
+    vm = kvm.create_vm()
+    try:
+        ram = vm.add_memory(0, GUEST_RAM_SIZE)
+        ram.write(GUEST_LOAD_GPA, image)
+        vcpus = []
+        for n in range(nr_vcpus):
+            vcpu = vm.create_vcpu(n)
+            vcpu.setup_long_mode(
+                ram,
+                GUEST_LOAD_GPA,
+                GUEST_STACK_TOP - n * GUEST_STACK_STRIDE,
+                page_tables=PAGE_TABLES_GPA,
+            )
+            vcpus.append(vcpu)
+    except BaseException:
+        vm.close()
+        raise
+    return BootedGuest(vm, ram, tuple(vcpus))

@@ -1,0 +1,261 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The KVM system file descriptor (``/dev/kvm``) and what this host can do.
+
+:meth:`Kvm.open` fails with :class:`KvmUnavailable` naming the path and the
+errno when the device is missing, not accessible, or speaks an API version
+other than ``KVM_API_VERSION`` (12, ``include/uapi/linux/kvm.h``, Linux 7.2).
+:meth:`Kvm.probe` collects the capabilities coco cares about into a frozen
+:class:`HostCapabilities`; :meth:`Kvm.usable` proves the device can run a guest
+by running a four-instruction real-mode guest to a known port I/O exit under a
+time bound (a software KVM may advertise what it cannot run).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import attrs
+
+from coco_core.errors import CoCoError, ConfigurationError
+from coco_core.kvm import ioctls
+from coco_core.kvm.structs import DeviceAttr, pack_cpuid2, unpack_cpuid2
+
+if TYPE_CHECKING:
+    from coco_core.kvm.structs import CpuidEntry2
+    from coco_core.kvm.vm import Vm
+
+__all__ = ["HostCapabilities", "Kvm", "KvmUnavailable"]
+
+DEFAULT_PATH = "/dev/kvm"
+_CPUID_START_ENTRIES = 128  # grown on E2BIG (api.rst, KVM_GET_SUPPORTED_CPUID)
+_CPUID_MAX_ENTRIES = 4096
+
+# The usable() probe guest, 16-bit real mode at GPA 0x1000:
+#   b0 5a        mov  $0x5a, %al
+#   ba cd 0c     mov  $0x0ccd, %dx
+#   ee           out  %al, (%dx)
+#   f4           hlt
+_PROBE_CODE = bytes.fromhex("b05abacd0ceef4")
+_PROBE_GPA = 0x1000
+_PROBE_PORT = 0x0CCD
+_PROBE_VALUE = 0x5A
+
+
+class KvmUnavailable(ConfigurationError):
+    """``/dev/kvm`` is missing, not accessible, or not usable on this host."""
+
+
+def _errno_text(err: int) -> str:
+    return f"{errno.errorcode.get(err, str(err))}: {os.strerror(err)}"
+
+
+@attrs.frozen
+class HostCapabilities:
+    """What ``/dev/kvm`` reported; a snapshot taken by :meth:`Kvm.probe`."""
+
+    path: str
+    api_version: int
+    vcpu_mmap_size: int
+    #: VM types ``KVM_CREATE_VM`` accepts (from the ``KVM_CAP_VM_TYPES`` bitmask)
+    vm_types: frozenset[int]
+    #: ``KVM_CAP_EXIT_HYPERCALL``: mask of hypercalls (1 << nr) that may exit
+    exit_hypercall_mask: int
+    #: ``KVM_CAP_X86_USER_SPACE_MSR``
+    user_space_msr: bool
+    #: ``KVM_CAP_MEMORY_ATTRIBUTES`` on ``/dev/kvm`` (mask of attributes)
+    memory_attributes: int
+    #: ``KVM_CAP_MEMORY_ATTRIBUTES`` on a default-type VM fd
+    vm_memory_attributes: int
+    #: ``KVM_CAP_GUEST_MEMFD``
+    guest_memfd: bool
+    #: ``KVM_CAP_GUEST_MEMFD_FLAGS`` (``GUEST_MEMFD_FLAG_*`` mask)
+    guest_memfd_flags: int
+    #: ``KVM_HAS_DEVICE_ATTR`` on /dev/kvm, ``KVM_X86_GRP_SEV`` / ``KVM_X86_SEV_SNP_REQ_CERTS``
+    snp_req_certs: bool
+    #: ``KVM_CAP_SYSTEM_EVENT_DATA``
+    system_event_data: bool
+    #: ``KVM_CAP_MEMORY_FAULT_INFO``
+    memory_fault_info: bool
+    #: ``KVM_CAP_IMMEDIATE_EXIT``
+    immediate_exit: bool
+
+    def supports_vm_type(self, vm_type: int) -> bool:
+        """Whether ``KVM_CREATE_VM`` accepts ``vm_type``."""
+        return vm_type in self.vm_types
+
+
+class Kvm:
+    """An open ``/dev/kvm``."""
+
+    def __init__(self, fd: int, path: str) -> None:
+        self.fd: int = fd
+        self.path: str = path
+        self._mmap_size: int | None = None
+        self._cpuid: tuple[CpuidEntry2, ...] | None = None
+
+    @classmethod
+    def open(cls, path: str = DEFAULT_PATH) -> Kvm:
+        """Open ``path`` and check ``KVM_GET_API_VERSION`` == 12."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError as exc:
+            raise KvmUnavailable(
+                f"{path} does not exist ({_errno_text(exc.errno or errno.ENOENT)}): "
+                "KVM is not available on this host (kvm module not loaded?)"
+            ) from exc
+        except PermissionError as exc:
+            raise KvmUnavailable(
+                f"{path} is not accessible ({_errno_text(exc.errno or errno.EACCES)}): "
+                "run as a user in the group that owns it (usually 'kvm')"
+            ) from exc
+        except OSError as exc:
+            raise KvmUnavailable(f"cannot open {path} ({_errno_text(exc.errno or 0)})") from exc
+        try:
+            version = fcntl.ioctl(fd, ioctls.KVM_GET_API_VERSION, 0)
+        except OSError as exc:
+            os.close(fd)
+            raise KvmUnavailable(
+                f"{path} is not a KVM device: KVM_GET_API_VERSION failed "
+                f"({_errno_text(exc.errno or 0)})"
+            ) from exc
+        if version != ioctls.KVM_API_VERSION:
+            os.close(fd)
+            raise KvmUnavailable(
+                f"{path} speaks KVM API version {version}, coco needs {ioctls.KVM_API_VERSION}"
+            )
+        return cls(fd, path)
+
+    def api_version(self) -> int:
+        """``KVM_GET_API_VERSION``."""
+        return fcntl.ioctl(self.fd, ioctls.KVM_GET_API_VERSION, 0)
+
+    def check_extension(self, cap: int) -> int:
+        """``KVM_CHECK_EXTENSION`` on ``/dev/kvm`` (0 when unknown or refused)."""
+        try:
+            return fcntl.ioctl(self.fd, ioctls.KVM_CHECK_EXTENSION, cap)
+        except OSError:
+            return 0
+
+    def vcpu_mmap_size(self) -> int:
+        """``KVM_GET_VCPU_MMAP_SIZE``: the size of each vCPU's ``kvm_run`` mapping."""
+        if self._mmap_size is None:
+            self._mmap_size = fcntl.ioctl(self.fd, ioctls.KVM_GET_VCPU_MMAP_SIZE, 0)
+        return self._mmap_size
+
+    def supported_cpuid(self) -> tuple[CpuidEntry2, ...]:
+        """``KVM_GET_SUPPORTED_CPUID`` (cached)."""
+        if self._cpuid is not None:
+            return self._cpuid
+        nent = _CPUID_START_ENTRIES
+        while True:
+            buf = pack_cpuid2((), capacity=nent)
+            try:
+                fcntl.ioctl(self.fd, ioctls.KVM_GET_SUPPORTED_CPUID, buf)
+            except OSError as exc:
+                if exc.errno == errno.E2BIG and nent < _CPUID_MAX_ENTRIES:
+                    nent *= 2
+                    continue
+                raise ConfigurationError(
+                    f"KVM_GET_SUPPORTED_CPUID on {self.path} failed ({_errno_text(exc.errno or 0)})"
+                ) from exc
+            self._cpuid = unpack_cpuid2(buf)
+            return self._cpuid
+
+    def has_device_attr(self, group: int, attr: int) -> bool:
+        """``KVM_HAS_DEVICE_ATTR`` on ``/dev/kvm``."""
+        try:
+            fcntl.ioctl(self.fd, ioctls.KVM_HAS_DEVICE_ATTR, DeviceAttr(group, attr).pack())
+        except OSError:
+            return False
+        return True
+
+    def create_vm(self, vm_type: int = ioctls.KVM_X86_DEFAULT_VM) -> Vm:
+        """``KVM_CREATE_VM`` of ``vm_type``."""
+        from coco_core.kvm.vm import Vm
+
+        return Vm.create(self, vm_type)
+
+    def probe(self) -> HostCapabilities:
+        """Collect the capabilities coco uses into a :class:`HostCapabilities`."""
+        types_mask = self.check_extension(ioctls.KVM_CAP_VM_TYPES)
+        # Without KVM_CAP_VM_TYPES only the default type exists (api.rst, KVM_CREATE_VM).
+        vm_types = frozenset(t for t in range(64) if types_mask >> t & 1) or frozenset({0})
+        try:
+            with self.create_vm() as vm:
+                vm_attrs = vm.check_extension(ioctls.KVM_CAP_MEMORY_ATTRIBUTES)
+        except ConfigurationError:
+            vm_attrs = 0
+        return HostCapabilities(
+            path=self.path,
+            api_version=self.api_version(),
+            vcpu_mmap_size=self.vcpu_mmap_size(),
+            vm_types=vm_types,
+            exit_hypercall_mask=self.check_extension(ioctls.KVM_CAP_EXIT_HYPERCALL),
+            user_space_msr=bool(self.check_extension(ioctls.KVM_CAP_X86_USER_SPACE_MSR)),
+            memory_attributes=self.check_extension(ioctls.KVM_CAP_MEMORY_ATTRIBUTES),
+            vm_memory_attributes=vm_attrs,
+            guest_memfd=bool(self.check_extension(ioctls.KVM_CAP_GUEST_MEMFD)),
+            guest_memfd_flags=self.check_extension(ioctls.KVM_CAP_GUEST_MEMFD_FLAGS),
+            snp_req_certs=self.has_device_attr(
+                ioctls.KVM_X86_GRP_SEV, ioctls.KVM_X86_SEV_SNP_REQ_CERTS
+            ),
+            system_event_data=bool(self.check_extension(ioctls.KVM_CAP_SYSTEM_EVENT_DATA)),
+            memory_fault_info=bool(self.check_extension(ioctls.KVM_CAP_MEMORY_FAULT_INFO)),
+            immediate_exit=bool(self.check_extension(ioctls.KVM_CAP_IMMEDIATE_EXIT)),
+        )
+
+    def usable(self, deadline: float = 5.0) -> tuple[bool, str]:
+        """Run a tiny guest to a known ``KVM_EXIT_IO``; returns (ok, reason).
+
+        The run is bounded by ``deadline`` seconds with the run-loop watchdog, whose
+        signal handler must already be installed when this is called off the main
+        thread (:func:`coco_core.kvm.runloop.install_kick_handler`).
+        """
+        from coco_core.kvm.runloop import run_until
+        from coco_core.kvm.structs import Regs
+
+        try:
+            with self.create_vm() as vm:
+                ram = vm.add_memory(0, 0x10000)
+                ram.write(_PROBE_GPA, _PROBE_CODE)
+                vcpu = vm.create_vcpu(0)
+                sregs = vcpu.get_sregs()
+                vcpu.set_sregs(sregs.replace(cs=sregs.cs.replace(base=0, selector=0)))
+                vcpu.set_regs(Regs(rip=_PROBE_GPA))
+                reason = run_until(vcpu, lambda v: True, deadline)
+                if reason != ioctls.KVM_EXIT_IO:
+                    return False, f"probe guest exited with reason {reason}, expected KVM_EXIT_IO"
+                io = vcpu.io()
+                data = bytes(vcpu.io_data())
+                if (io.direction, io.port, data) != (
+                    ioctls.KVM_EXIT_IO_OUT,
+                    _PROBE_PORT,
+                    bytes([_PROBE_VALUE]),
+                ):
+                    return False, f"probe guest gave an unexpected I/O exit {io} data={data.hex()}"
+        except CoCoError as exc:
+            return False, str(exc)
+        except OSError as exc:
+            return False, f"probe guest failed: {exc}"
+        return True, f"{self.path}: a guest ran to a port I/O exit within {deadline} s"
+
+    def close(self) -> None:
+        """Close ``/dev/kvm`` (idempotent)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Kvm:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
