@@ -33,6 +33,7 @@ __all__ = [
     "KernelContext",
     "KvmRunRejected",
     "ModelPart",
+    "RouteFn",
     "generation_key",
 ]
 
@@ -169,9 +170,26 @@ class GuestCall:
     since: str = "linux-6.16"
 
 
+#: ``route(cpu) -> call name``: which guest call the registers at a doorbell
+#: exit ask for (TDX: R11 leaf; SNP: the GHCB exit code), None if none.
+RouteFn = Callable[[GuestCpu], "str | None"]
+
+
 @attrs.frozen
 class ModelPart:
-    """A vendor's guest calls, registered for the kernel model."""
+    """A vendor's guest calls, registered for the kernel model.
+
+    :param vendor: the vendor.
+    :param calls: the guest calls.
+    :param doorbell_port: the emulated TEE's doorbell port for this vendor.
+    :param route: picks the call for a doorbell exit from the guest registers.
+    :param ghcb_to_regs: GHCB fields the guest reads, mirrored into registers
+        after a doorbell call (``{"sw_exitinfo2": "r13"}``); the emulated guest
+        has no GHCB page of its own.
+    """
 
     vendor: str
     calls: tuple[GuestCall, ...]
+    doorbell_port: int | None = None
+    route: RouteFn | None = None
+    ghcb_to_regs: Mapping[str, str] = attrs.field(factory=dict)
