@@ -40,11 +40,10 @@ _RET = _U + 0x38  # kvm_run.hypercall.ret
 _MSR_ERROR = _U + 0x00  # kvm_run.msr.error
 _MSR_DATA = _U + 0x10  # kvm_run.msr.data
 
-_PAGE_SIZES = {
-    MapGpaRangeAttr.PAGE_SZ_4K: 1 << 12,
-    MapGpaRangeAttr.PAGE_SZ_2M: 1 << 21,
-    MapGpaRangeAttr.PAGE_SZ_1G: 1 << 30,
-}
+# Indexed by args[2] & 3 (KVM_MAP_GPA_RANGE_PAGE_SZ_4K 0, _2M 1, _1G 2, kvm_para.h);
+# 3 is undefined and kept at 4 KiB so the page count alone bounds the range.
+_PAGE_SIZES = (1 << 12, 1 << 21, 1 << 30, 1 << 12)
+_ENCRYPTED = int(MapGpaRangeAttr.ENCRYPTED)  # plain int: IntFlag arithmetic is slow
 
 
 def _decode_io(run: memoryview) -> NeutralRequest:
@@ -64,18 +63,19 @@ def _write_msr(run: memoryview, request: NeutralRequest, raw: int, outcome: Outc
         run[_MSR_DATA : _MSR_DATA + 8] = (outcome.value & (2**64 - 1)).to_bytes(8, "little")
 
 
+_PRIVATE = int(MemoryExitFlag.PRIVATE)
+
+
 def _decode_fault(run: memoryview) -> NeutralRequest:
     flags, gpa, size = _fault(run, _U)
-    return MemoryFault(gpa, size, bool(flags & MemoryExitFlag.PRIVATE))
+    return MemoryFault(gpa, size, (flags & _PRIVATE) != 0)
 
 
 def _decode_map_gpa(run: memoryview) -> NeutralRequest:
     _nr, a0, a1, a2, _a3, _a4, _a5, _ret, _flags = _hc(run, _U)
-    # args[2] bits 1:0 page size, bit 4 ENCRYPTED (kvm_para.h); other bits are
-    # carried by the raw exit, not by the request. A size code of 3 is not
-    # defined: keep 4 KiB so the page count alone bounds the range.
-    page = _PAGE_SIZES.get(MapGpaRangeAttr(a2 & 0x3), 1 << 12)
-    return MemoryConversion(a0, a1, bool(a2 & MapGpaRangeAttr.ENCRYPTED), page)
+    # args[2] bits 1:0 page size, bit 4 ENCRYPTED (kvm_para.h); other bits stay
+    # in the raw exit, not in the request.
+    return MemoryConversion(a0, a1, (a2 & _ENCRYPTED) != 0, _PAGE_SIZES[a2 & 3])
 
 
 def _write_hypercall_ret(

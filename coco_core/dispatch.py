@@ -160,22 +160,29 @@ class Dispatcher:
             registered no handler, or :class:`Unsupported` (untouched) for an
             exit no plugin claims.
         """
-        entry, reason, disc = self._lookup(run)
+        # Kept flat on purpose: this is the per-exit path (see module docstring).
+        reason = _read_reason(run, EXIT_REASON)[0]
+        entry = self._table.get(reason)
+        disc = None
+        if entry is not None and entry.read is not None:
+            disc = entry.read(run, entry.read_offset)[0]
+            sub = entry.sub.get(disc)
+            entry = sub if sub is not None else entry.fallback
         if entry is None:
             return _unsupported(run, reason, disc)
         dec = entry.decoder
         assert dec is not None
         try:
-            request = dec.decode(run if isinstance(run, memoryview) else memoryview(run))
+            request = dec.decode(run)  # type: ignore[arg-type]  # bytearray works as well
         except Exception:  # a decoder bug must not take the VMM down
             log.exception("%s: decoder failed on exit %d; completing with ERROR", dec.name, reason)
             return self._complete_failed(entry, run, reason, disc)
         handler = self._handlers.get(dec.request_type)
         if handler is None:
             if dec.default_status is None:
-                return (
-                    request if isinstance(request, Unsupported) else _unsupported(run, reason, disc)
-                )
+                if isinstance(request, Unsupported):
+                    return request
+                return _unsupported(run, reason, disc)
             result: Result = dec.default_status
         else:
             try:
@@ -183,9 +190,11 @@ class Dispatcher:
             except Exception:  # the documented rule: log, answer ERROR, keep running
                 log.exception("%s %s: handler raised for %r", self.vendor, dec.name, request)
                 result = CoCoStatus.ERROR
-        if dec.write is not None:
-            if type(result) is CoCoStatus and entry.encode:
-                dec.write(run, request, entry.encode[result], None)  # type: ignore[arg-type]
+        write = dec.write
+        if write is not None:
+            raw = entry.encode.get(result) if type(result) is CoCoStatus else None
+            if raw is not None:
+                write(run, request, raw, None)  # type: ignore[arg-type]
             else:
                 result = self._write_outcome(dec, run, request, result)
         if self.tracer is not None:

@@ -43,6 +43,10 @@ class CoCoStatus(enum.Enum):
     #: Anything else went wrong; the vendor's generic error.
     ERROR = "error"
 
+    # Identity hash: Enum's own __hash__ is Python code (hash of the name), and
+    # statuses are dict keys on the per-exit path. Equality is identity anyway.
+    __hash__ = object.__hash__
+
 
 @attrs.frozen
 class Outcome:
