@@ -41,7 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 docs-tables: $(STAMP)
-	$(BIN)/python -m coco_core.cli.main docs-tables --write docs/reference
+	$(BIN)/python docs/gen_tables.py && $(BIN)/python docs/gen_cli.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info plugins/*/*.egg-info tests/example_plugin/*.egg-info
