@@ -1,0 +1,750 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Compare two exit ABIs the way a kernel reviewer reads them.
+
+:func:`compare_abis` lines up two :class:`~coco_core.abi.Abi` (or an
+:class:`ImportedAbi` read from a header or a patch with
+:mod:`coco_core.cparse`) and reports:
+
+* **layouts**: for each pair of ``kvm_run`` union members, the fields added,
+  removed, renamed (same place and size, new name: ``gfn`` → ``gpa``),
+  retyped/widened (``__u32`` → ``__u64``) and moved (offset changed);
+* **exit numbers**: same name with another number, names on one side only;
+* **error spaces**: for exits both sides decode, raw values that collide (same
+  raw, different meaning), statuses that need translation, and statuses a side
+  cannot express (declared fallbacks);
+* **completion duties** that differ.
+
+Pairing rule for union members: members that decode the same neutral request
+(the ``request_type`` of the decoders reading them) are paired, preferring
+equal names; then members with equal names; then, where one side has no
+decoders (an imported header), the member sharing most field names. An
+explicit ``pairs={"coco": "snp_req_certs"}`` overrides all of that.
+
+:func:`history` walks every registered ABI in :attr:`Abi.order` and tells how
+each CoCo request moved: exit name and number, the member that carries it, and
+its fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from coco_core.abi import Abi, CompletionDuty, ExitDecoder
+from coco_core.errorspace import ErrorSpace
+from coco_core.layout import Layout
+from coco_core.status import CoCoStatus
+
+if TYPE_CHECKING:
+    from coco_core.registry import Registry
+
+__all__ = [
+    "AbiComparison",
+    "DutyChange",
+    "ExitChange",
+    "FieldChange",
+    "HistoryEntry",
+    "ImportedAbi",
+    "MemberComparison",
+    "SpaceComparison",
+    "compare_abis",
+    "history",
+    "member_requests",
+    "render_history",
+]
+
+#: offset of the exit union in ``struct kvm_run`` (x86-64)
+_UNION = 32
+_PADDING_NAMES = ("pad", "padding", "reserved", "rsvd")
+_GENERIC = frozenset({"io", "hypercall", "system_event", "msr", "memory_fault"})
+
+
+@attrs.frozen
+class ImportedAbi:
+    """A layout read from a C header or a patch, to compare against an ABI.
+
+    It has union members and exit numbers (``KVM_EXIT_*`` defines) only: no
+    decoders, error spaces or duties.
+    """
+
+    name: str
+    source: str
+    union_members: Mapping[str, Layout]
+    exits: Mapping[str, int] = attrs.field(factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def decoders(self) -> tuple[ExitDecoder, ...]:
+        """Always empty: a header carries no decoders."""
+        return ()
+
+    @property
+    def error_spaces(self) -> tuple[ErrorSpace, ...]:
+        """Always empty."""
+        return ()
+
+    @property
+    def duties(self) -> tuple[CompletionDuty, ...]:
+        """Always empty."""
+        return ()
+
+    @property
+    def discriminators(self) -> dict[int, Any]:
+        """Always empty."""
+        return {}
+
+
+AnyAbi = Abi | ImportedAbi
+
+
+@attrs.frozen
+class _Leaf:
+    path: str  #: relative to the member ("req_certs.gfn")
+    offset: int  #: relative to the member
+    size: int
+    type: str
+
+    @property
+    def leaf(self) -> str:
+        return self.path.rsplit(".", 1)[-1]
+
+    @property
+    def padding(self) -> bool:
+        return self.leaf.startswith(_PADDING_NAMES)
+
+
+@attrs.frozen
+class FieldChange:
+    """One field of a member pair: what changed between side A and side B.
+
+    ``kinds`` ⊂ {added, removed, renamed, moved, retyped, widened, narrowed};
+    offsets are relative to the member (add 32 for ``kvm_run``).
+    """
+
+    kinds: tuple[str, ...]
+    path_a: str | None
+    path_b: str | None
+    offset_a: int | None = None
+    offset_b: int | None = None
+    size_a: int | None = None
+    size_b: int | None = None
+    type_a: str | None = None
+    type_b: str | None = None
+
+    def describe(self) -> str:
+        """One line for people."""
+        if self.kinds == ("added",):
+            return f"added {self.path_b} ({self.type_b} at +{self.offset_b})"
+        if self.kinds == ("removed",):
+            return f"removed {self.path_a} ({self.type_a} at +{self.offset_a})"
+        parts: list[str] = []
+        if "renamed" in self.kinds:
+            parts.append(f"renamed {self.path_a} -> {self.path_b}")
+        else:
+            parts.append(f"{self.path_b}:")
+        if "moved" in self.kinds:
+            parts.append(f"moved +{self.offset_a} -> +{self.offset_b}")
+        for k in ("widened", "narrowed", "retyped"):
+            if k in self.kinds:
+                parts.append(f"{k} {self.type_a} -> {self.type_b}")
+        return " ".join(parts)
+
+
+@attrs.frozen
+class MemberComparison:
+    """Two paired union members (either may be None: only on one side)."""
+
+    member_a: str | None
+    member_b: str | None
+    size_a: int | None
+    size_b: int | None
+    paired_by: str  #: "request", "name", "fields", "explicit", "" if unpaired
+    changes: tuple[FieldChange, ...]
+
+    @property
+    def identical(self) -> bool:
+        """True if both sides exist and nothing changed."""
+        return (
+            self.member_a is not None
+            and self.member_b is not None
+            and not self.changes
+            and self.size_a == self.size_b
+        )
+
+
+@attrs.frozen
+class ExitChange:
+    """An exit name whose number differs, or that one side lacks."""
+
+    name: str
+    a: int | None
+    b: int | None
+
+
+@attrs.frozen
+class SpaceComparison:
+    """The completion values of one exit under both ABIs."""
+
+    exit_a: str
+    exit_b: str
+    space_a: str | None
+    space_b: str | None
+    #: raw values both spaces define with a different meaning: (raw, meaning A, meaning B)
+    collisions: tuple[tuple[int, str, str], ...] = ()
+    #: statuses written as different raw values: (status, raw A, raw B)
+    translations: tuple[tuple[str, int, int], ...] = ()
+    #: statuses A cannot express: (status, written as)
+    fallbacks_a: tuple[tuple[str, str], ...] = ()
+    fallbacks_b: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def same(self) -> bool:
+        """True if both exits use one space (or equal tables)."""
+        return self.space_a == self.space_b and not (
+            self.collisions or self.translations or self.fallbacks_a or self.fallbacks_b
+        )
+
+
+@attrs.frozen
+class DutyChange:
+    """A completion duty present on one side only, or different."""
+
+    exit: str
+    a: CompletionDuty | None
+    b: CompletionDuty | None
+
+
+@attrs.frozen
+class AbiComparison:
+    """Everything :func:`compare_abis` found; render with :meth:`render`."""
+
+    a: str
+    b: str
+    members: tuple[MemberComparison, ...]
+    exits: tuple[ExitChange, ...]
+    spaces: tuple[SpaceComparison, ...]
+    duties: tuple[DutyChange, ...]
+
+    @property
+    def differs(self) -> bool:
+        """True if anything differs."""
+        return (
+            any(not m.identical for m in self.members)
+            or bool(self.exits)
+            or any(not s.same for s in self.spaces)
+            or bool(self.duties)
+        )
+
+    def render(self, *, markdown: bool = False) -> str:
+        """Plain text (80 columns) or Markdown."""
+        return _render(self, markdown)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready description."""
+        return {
+            "a": self.a,
+            "b": self.b,
+            "members": [attrs.asdict(m) for m in self.members],
+            "exits": [attrs.asdict(e) for e in self.exits],
+            "spaces": [attrs.asdict(s) for s in self.spaces],
+            "duties": [
+                {
+                    "exit": d.exit,
+                    "a": None if d.a is None else attrs.asdict(d.a),
+                    "b": None if d.b is None else attrs.asdict(d.b),
+                }
+                for d in self.duties
+            ],
+        }
+
+
+# -- members and requests -------------------------------------------------------------
+
+
+def _member_of(abi: AnyAbi, dec: ExitDecoder, members: Mapping[str, Layout]) -> str | None:
+    disc = abi.discriminators.get(dec.reason)
+    if disc is not None:
+        parts = disc.field.split(".")
+        if len(parts) > 1 and parts[1] in members:
+            return parts[1]
+    base = dec.name.split("/", 1)[0].lower().removeprefix("kvm_exit_").removeprefix("x86_")
+    if base in ("rdmsr", "wrmsr"):
+        base = "msr"
+    return base if base in members else None
+
+
+def member_requests(abi: AnyAbi) -> dict[str, frozenset[str]]:
+    """Union member → the kinds of neutral request its decoders produce."""
+    members = abi.union_members
+    out: dict[str, set[str]] = {m: set() for m in members}
+    for dec in abi.decoders:
+        m = _member_of(abi, dec, members)
+        if m is not None:
+            out[m].add(dec.request_type.kind)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def _leaves(lay: Layout) -> list[_Leaf]:
+    return [
+        _Leaf(p.partition(".")[2], off, size, ctype) for p, off, size, ctype in lay.flatten("m")
+    ]
+
+
+def _pair_members(
+    a: AnyAbi, b: AnyAbi, explicit: Mapping[str, str]
+) -> list[tuple[str | None, str | None, str]]:
+    ma, mb = dict(a.union_members), dict(b.union_members)
+    for x, y in explicit.items():
+        if x not in ma:
+            raise _config(f"--pair {x}:{y}: {a.name} has no union member {x!r}", list(ma))
+        if y not in mb:
+            raise _config(f"--pair {x}:{y}: {b.name} has no union member {y!r}", list(mb))
+    ra, rb = member_requests(a), member_requests(b)
+    pairs: list[tuple[str | None, str | None, str]] = []
+    used_a: set[str] = set()
+    used_b: set[str] = set()
+
+    def pair(x: str, y: str, how: str) -> None:
+        pairs.append((x, y, how))
+        used_a.add(x)
+        used_b.add(y)
+
+    for x, y in explicit.items():
+        pair(x, y, "explicit")
+    # 1. same neutral request, equal names first
+    for x in ma:
+        if x in used_a or not ra.get(x):
+            continue
+        cands = [y for y in mb if y not in used_b and ra[x] & rb.get(y, frozenset())]
+        if cands:
+            pair(x, x if x in cands else cands[0], "request")
+    # 2. equal names
+    for x in ma:
+        if x not in used_a and x in mb and x not in used_b:
+            pair(x, x, "name")
+    # 3. shared field names, where one side cannot say what it decodes
+    for x, lay_a in ma.items():
+        if x in used_a:
+            continue
+        names_a = {leaf.leaf for leaf in _leaves(lay_a) if not leaf.padding}
+        best: tuple[int, str] | None = None
+        for y, lay_b in mb.items():
+            if y in used_b or (ra.get(x) and rb.get(y)):
+                continue
+            common = len(names_a & {leaf.leaf for leaf in _leaves(lay_b) if not leaf.padding})
+            if common and (best is None or common > best[0]):
+                best = (common, y)
+        if best is not None:
+            pair(x, best[1], "fields")
+    for x in ma:
+        if x not in used_a:
+            pairs.append((x, None, ""))
+    for y in mb:
+        if y not in used_b:
+            pairs.append((None, y, ""))
+    return pairs
+
+
+def _config(msg: str, known: Iterable[str]) -> Exception:
+    from coco_core.errors import ConfigurationError
+
+    return ConfigurationError(f"{msg}; members: {', '.join(known) or 'none'}")
+
+
+def _widening(ta: str, tb: str, sa: int, sb: int) -> str:
+    if ta == tb:
+        return ""
+    if sb > sa:
+        return "widened"
+    if sb < sa:
+        return "narrowed"
+    return "retyped"
+
+
+def compare_layouts(a: Layout, b: Layout) -> tuple[FieldChange, ...]:
+    """Field-level changes from member layout ``a`` to ``b`` (offsets relative)."""
+    la, lb = _leaves(a), _leaves(b)
+    matched: list[tuple[_Leaf, _Leaf]] = []
+    rest_a = list(la)
+    rest_b = list(lb)
+
+    def take(fa: _Leaf, fb: _Leaf) -> None:
+        matched.append((fa, fb))
+        rest_a.remove(fa)
+        rest_b.remove(fb)
+
+    # full relative path, then a unique leaf name
+    for fb in list(rest_b):
+        fa = next((x for x in rest_a if x.path == fb.path), None)
+        if fa is not None:
+            take(fa, fb)
+    for fb in list(rest_b):
+        same = [x for x in rest_a if x.leaf == fb.leaf]
+        if len(same) == 1 and sum(1 for y in rest_b if y.leaf == fb.leaf) == 1:
+            take(same[0], fb)
+    # renamed: same offset and size
+    for fb in list(rest_b):
+        fa = next(
+            (x for x in rest_a if (x.offset, x.size) == (fb.offset, fb.size) and not x.padding),
+            None,
+        )
+        if fa is not None and not fb.padding:
+            take(fa, fb)
+    # renamed and moved: the only remaining non-padding field of that type
+    for fb in list(rest_b):
+        if fb.padding:
+            continue
+        cand_a = [x for x in rest_a if x.type == fb.type and not x.padding]
+        cand_b = [y for y in rest_b if y.type == fb.type and not y.padding]
+        if len(cand_a) == 1 and len(cand_b) == 1:
+            take(cand_a[0], fb)
+    out: list[FieldChange] = []
+    for fa, fb in matched:
+        kinds: list[str] = []
+        if fa.path != fb.path:
+            kinds.append("renamed")
+        if fa.offset != fb.offset:
+            kinds.append("moved")
+        w = _widening(fa.type, fb.type, fa.size, fb.size)
+        if w:
+            kinds.append(w)
+        if kinds:
+            out.append(
+                FieldChange(
+                    tuple(kinds),
+                    fa.path,
+                    fb.path,
+                    fa.offset,
+                    fb.offset,
+                    fa.size,
+                    fb.size,
+                    fa.type,
+                    fb.type,
+                )
+            )
+    for fa in rest_a:
+        out.append(
+            FieldChange(("removed",), fa.path, None, fa.offset, None, fa.size, None, fa.type)
+        )
+    for fb in rest_b:
+        out.append(
+            FieldChange(("added",), None, fb.path, None, fb.offset, None, fb.size, None, fb.type)
+        )
+    order = {leaf.path: i for i, leaf in enumerate(lb)}
+    order_a = {leaf.path: i for i, leaf in enumerate(la)}
+    return tuple(
+        sorted(
+            out,
+            key=lambda c: (order.get(c.path_b or "", 10_000 + order_a.get(c.path_a or "", 0)),),
+        )
+    )
+
+
+# -- spaces ---------------------------------------------------------------------------
+
+
+def _meaning(space: ErrorSpace, raw: int) -> str:
+    s = space.decode(raw)
+    return s.name if isinstance(s, CoCoStatus) else "unknown"
+
+
+def compare_spaces(
+    exit_a: str, exit_b: str, a: ErrorSpace | None, b: ErrorSpace | None
+) -> SpaceComparison:
+    """How the completion values of two exits differ."""
+    if a is None or b is None or a is b:
+        return SpaceComparison(
+            exit_a, exit_b, None if a is None else a.id, None if b is None else b.id
+        )
+    collisions = tuple(
+        (raw, f"{a.names[raw]} = {_meaning(a, raw)}", f"{b.names[raw]} = {_meaning(b, raw)}")
+        for raw in sorted(a.names.keys() & b.names.keys())
+        if _meaning(a, raw) != _meaning(b, raw)
+    )
+    translations = tuple(
+        (s.name, a.encode(s), b.encode(s)) for s in CoCoStatus if a.encode(s) != b.encode(s)
+    )
+    fa = tuple((s.name, t.name) for s, t in a.fallbacks.items())
+    fb = tuple((s.name, t.name) for s, t in b.fallbacks.items())
+    return SpaceComparison(exit_a, exit_b, a.id, b.id, collisions, translations, fa, fb)
+
+
+def _pair_decoders(a: AnyAbi, b: AnyAbi) -> list[tuple[ExitDecoder, ExitDecoder]]:
+    out: list[tuple[ExitDecoder, ExitDecoder]] = []
+    db = list(b.decoders)
+    for da in a.decoders:
+        match = next((x for x in db if x.name == da.name and x.vendor == da.vendor), None)
+        if match is None:
+            match = next(
+                (
+                    x
+                    for x in db
+                    if x.request_type is da.request_type
+                    and x.vendor == da.vendor
+                    and not x.fallback
+                    and not da.fallback
+                ),
+                None,
+            )
+        if match is not None:
+            db.remove(match)
+            out.append((da, match))
+    return out
+
+
+# -- the comparison -------------------------------------------------------------------
+
+
+def compare_abis(a: AnyAbi, b: AnyAbi, *, pairs: Mapping[str, str] | None = None) -> AbiComparison:
+    """Compare ABI ``a`` (older, usually) with ``b``.
+
+    :param pairs: explicit union-member pairs ``{member of a: member of b}``.
+    :raises ConfigurationError: an explicit pair names a member a side lacks.
+    """
+    members: list[MemberComparison] = []
+    ua, ub = a.union_members, b.union_members
+    for x, y, how in _pair_members(a, b, pairs or {}):
+        la = ua[x] if x is not None else None
+        lb = ub[y] if y is not None else None
+        changes = compare_layouts(la, lb) if la is not None and lb is not None else ()
+        members.append(
+            MemberComparison(
+                x, y, None if la is None else la.size, None if lb is None else lb.size, how, changes
+            )
+        )
+    ea, eb = a.exits, b.exits
+    exits = tuple(
+        ExitChange(n, ea.get(n), eb.get(n))
+        for n in sorted(ea.keys() | eb.keys(), key=lambda n: (ea.get(n, eb.get(n, 0)), n))
+        if ea.get(n) != eb.get(n)
+    )
+    spaces: list[SpaceComparison] = []
+    for da, db in _pair_decoders(a, b):
+        sc = compare_spaces(da.name, db.name, da.error_space, db.error_space)
+        spaces.append(sc)
+    dmap_a = {d.exit: d for d in a.duties}
+    dmap_b = {d.exit: d for d in b.duties}
+    duties = tuple(
+        DutyChange(e, dmap_a.get(e), dmap_b.get(e))
+        for e in sorted(dmap_a.keys() | dmap_b.keys())
+        if dmap_a.get(e) != dmap_b.get(e)
+    )
+    return AbiComparison(a.name, b.name, tuple(members), exits, tuple(spaces), duties)
+
+
+# -- rendering ------------------------------------------------------------------------
+
+
+def _wrap(text: str, width: int = 78, indent: str = "    ") -> list[str]:
+    import textwrap
+
+    sub = " " * len(indent) + "  "
+    return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=sub) or [indent]
+
+
+def _render(c: AbiComparison, markdown: bool) -> str:
+    from coco_core.cli.render import table
+
+    out: list[str] = []
+    h1 = f"# {c.a} vs {c.b}" if markdown else f"{c.a} -> {c.b}"
+    out.append(h1)
+    out.append("")
+    out.append("## Union members" if markdown else "union members (offsets within the member):")
+    for m in c.members:
+        if m.identical:
+            out.append(f"- `{m.member_a}`: identical" if markdown else f"  {m.member_a}: identical")
+            continue
+        if m.member_a is None or m.member_b is None:
+            side = c.b if m.member_a is None else c.a
+            name = m.member_b if m.member_a is None else m.member_a
+            out.append(f"- `{name}`: only in {side}" if markdown else f"  {name}: only in {side}")
+            continue
+        title = (
+            m.member_a
+            if m.member_a == m.member_b
+            else f"{m.member_a} ~ {m.member_b} (paired by {m.paired_by})"
+        )
+        size = "" if m.size_a == m.size_b else f", size {m.size_a} -> {m.size_b}"
+        if markdown:
+            out.append(f"- `{title}`{size}")
+            out.extend(f"  - {ch.describe()}" for ch in m.changes)
+        else:
+            out.append(f"  {title}{size}")
+            for ch in m.changes:
+                out.extend(_wrap(ch.describe()))
+    out.append("")
+    out.append("## Exit numbers" if markdown else "exit numbers:")
+    if not c.exits:
+        out.append("same" if markdown else "  same")
+    else:
+        rows = [[e.name, _num(e.a), _num(e.b)] for e in c.exits]
+        tab = table(["exit", c.a, c.b], rows, markdown=markdown)
+        out.append(tab if markdown else _indent(tab))
+    out.append("")
+    out.append("## Error spaces" if markdown else "error spaces (completion values):")
+    diff = [s for s in c.spaces if not s.same]
+    if not diff:
+        out.append("same" if markdown else "  same for every exit both decode")
+    for s in diff:
+        ex = s.exit_a if s.exit_a == s.exit_b else f"{s.exit_a} ~ {s.exit_b}"
+        head = f"{ex}: {s.space_a} -> {s.space_b}"
+        if markdown:
+            out.append(f"- {head}")
+        else:
+            out.extend(_wrap(head, indent="  "))
+        lines: list[str] = []
+        for raw, ma, mb in s.collisions:
+            lines.append(f"collision {raw:#x}: {ma} vs {mb}")
+        for st, ra, rb in s.translations:
+            lines.append(f"translate {st}: {ra:#x} -> {rb:#x}")
+        for st, to in s.fallbacks_a:
+            lines.append(f"{c.a} cannot express {st} (written as {to})")
+        for st, to in s.fallbacks_b:
+            lines.append(f"{c.b} cannot express {st} (written as {to})")
+        for ln in lines:
+            if markdown:
+                out.append(f"  - {ln}")
+            else:
+                out.extend(_wrap(ln))
+    out.append("")
+    out.append("## Completion duties" if markdown else "completion duties:")
+    if not c.duties:
+        out.append("same" if markdown else "  same")
+    for d in c.duties:
+        if d.a is None or d.b is None:
+            side = c.a if d.b is None else c.b
+            ln = f"{d.exit}: only in {side}"
+        else:
+            what = [
+                f"{k}: {getattr(d.a, k)!r} -> {getattr(d.b, k)!r}"
+                for k in ("field", "kernel_action", "rejects")
+                if getattr(d.a, k) != getattr(d.b, k)
+            ]
+            ln = f"{d.exit}: " + "; ".join(what)
+        if markdown:
+            out.append(f"- {ln}")
+        else:
+            out.extend(_wrap(ln, indent="  "))
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _num(n: int | None) -> str:
+    return "-" if n is None else str(n)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + ln for ln in text.splitlines())
+
+
+# -- history --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class HistoryEntry:
+    """One request kind under one ABI: the exit and the member that carry it."""
+
+    request: str
+    abi: str
+    order: str
+    exits: tuple[tuple[str, int], ...]
+    member: str | None
+    fields: tuple[tuple[str, int, int, str], ...]  #: (path, offset, size, type)
+    changes: tuple[str, ...] = ()  #: what changed since the previous ABI with this request
+
+
+def _exit_numbers(abi: AnyAbi, decs: Sequence[ExitDecoder]) -> tuple[tuple[str, int], ...]:
+    exits = abi.exits
+    out: dict[str, int] = {}
+    for d in decs:
+        base = d.name.split("/", 1)[0]
+        out[base] = exits.get(base, d.reason)
+    return tuple(sorted(out.items(), key=lambda kv: kv[1]))
+
+
+def history(registry: Registry, *, requests: Iterable[str] | None = None) -> list[HistoryEntry]:
+    """How the CoCo requests moved across every registered ABI, in :attr:`Abi.order`.
+
+    For each request kind (``certificate``, ``quote``, ...) and each ABI that
+    decodes it: the exit names and numbers, the union member, its fields, and
+    what changed since the previous ABI with that request (exit number,
+    member, renamed/moved/widened fields).
+    """
+    wanted = set(requests) if requests is not None else None
+    abis = sorted(registry.abis.values(), key=lambda x: (x.order, x.name))
+    entries: list[HistoryEntry] = []
+    last: dict[str, tuple[Abi, HistoryEntry]] = {}
+    for abi in abis:
+        reqs = member_requests(abi)
+        by_kind: dict[str, list[ExitDecoder]] = {}
+        for d in abi.decoders:
+            if d.fallback:
+                continue
+            by_kind.setdefault(d.request_type.kind, []).append(d)
+        for kind in sorted(by_kind):
+            if wanted is not None and kind not in wanted:
+                continue
+            decs = by_kind[kind]
+            member = next((m for m, ks in reqs.items() if kind in ks), None)
+            lay = abi.union_members.get(member) if member else None
+            fields = tuple(
+                (leaf.path, leaf.offset, leaf.size, leaf.type)
+                for leaf in (_leaves(lay) if lay is not None else [])
+            )
+            exits = _exit_numbers(abi, decs)
+            entry = HistoryEntry(kind, abi.name, abi.order, exits, member, fields)
+            prev = last.get(kind)
+            if prev is not None:
+                entry = attrs.evolve(entry, changes=_changes(prev[0], prev[1], abi, entry))
+            entries.append(entry)
+            last[kind] = (abi, entry)
+    return entries
+
+
+def _changes(pa: Abi, pe: HistoryEntry, abi: Abi, e: HistoryEntry) -> tuple[str, ...]:
+    out: list[str] = []
+    before, after = dict(pe.exits), dict(e.exits)
+    for n in sorted(before.keys() | after.keys()):
+        if before.get(n) != after.get(n):
+            out.append(f"{n}: {_num(before.get(n))} -> {_num(after.get(n))}")
+    if pe.member != e.member:
+        out.append(f"member {pe.member} -> {e.member}")
+    if pe.member and e.member:
+        la, lb = pa.union_members[pe.member], abi.union_members[e.member]
+        out.extend(ch.describe() for ch in compare_layouts(la, lb))
+    return tuple(out)
+
+
+def render_history(entries: Sequence[HistoryEntry], *, markdown: bool = False) -> str:
+    """The history as text (80 columns) or Markdown, grouped by request kind."""
+    out: list[str] = []
+    kinds = list(dict.fromkeys(e.request for e in entries))
+    for kind in kinds:
+        rows = [e for e in entries if e.request == kind]
+        chain = " -> ".join(f"{','.join(f'{n}={v}' for n, v in r.exits)} ({r.abi})" for r in rows)
+        if markdown:
+            out.append(f"## {kind}\n")
+            out.append("| ABI | exits | member | fields | changes |")
+            out.append("| --- | --- | --- | --- | --- |")
+            for r in rows:
+                fields = ", ".join(f"`{p}` {t}@{o}" for p, o, _, t in r.fields)
+                exits = ", ".join(f"{n}={v}" for n, v in r.exits)
+                out.append(
+                    f"| {r.abi} | {exits} | {r.member or '-'} | {fields} | "
+                    f"{'; '.join(r.changes) or ''} |"
+                )
+            out.append("")
+            continue
+        out.append(f"{kind}:")
+        out.extend(_wrap(chain, indent="  "))
+        for r in rows:
+            exits = ", ".join(f"{n}={v}" for n, v in r.exits)
+            out.extend(_wrap(f"{r.abi} [{r.order}] {exits} member {r.member or '-'}", indent="  "))
+            if r.fields and (r.changes or r is rows[0]):
+                fields = ", ".join(f"{p} {t}@{o}" for p, o, _, t in r.fields)
+                out.extend(_wrap(fields, indent="      "))
+            for ch in r.changes:
+                out.extend(_wrap(ch, indent="    * "))
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
