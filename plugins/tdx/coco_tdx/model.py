@@ -1,0 +1,286 @@
+# SPDX-License-Identifier: Apache-2.0
+"""KVM's side of the TDX guest calls, for the kernel model.
+
+Each call reads the guest registers as TDG.VP.VMCALL passes them (R10 = 0 for a
+GHCI call, R11 = leaf, R12/R13 = arguments), does what ``arch/x86/kvm/vmx/tdx.c``
+does (Linux 6.16, kvm-x86; reference/kernel-abi.md §2.3-2.6) and writes the
+byte-exact ``kvm_run`` KVM writes, or answers in the kernel. On re-entry it
+applies KVM's completion to the registers the guest sees.
+
+Per-VM state (``ctx.vm_state``):
+
+``shared_bit``
+    GPA.SHARED, default ``1 << 47`` (GPAW 48; ``1 << 51`` for GPAW 52, see
+    :func:`coco_tdx.ghci.shared_bit`). GPAs at or above ``shared_bit << 1``
+    are not legal.
+``pending_events``
+    truthy: ``kvm_vcpu_has_events()`` is true, so a MapGPA that still has
+    chunks to go stops with RETRY and R11 = next GPA.
+``exit_hypercall_map_gpa``
+    False models a VMM that did not enable ``KVM_CAP_EXIT_HYPERCALL`` bit 12:
+    MapGPA answers SUBFUNC_UNSUPPORTED. Default True.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from coco_core.model.base import (
+    ExitImage,
+    GuestCall,
+    GuestCpu,
+    GuestView,
+    KernelContext,
+    KvmRunRejected,
+    ModelPart,
+)
+from coco_core.uapi import (
+    EXIT_REASON,
+    EXIT_UNION_OFFSET,
+    EXIT_UNION_SIZE,
+    KVM_EXIT_HYPERCALL_LONG_MODE,
+    HypercallNr,
+    KvmExitReason,
+    KvmHypercallExit,
+    KvmSystemEventExit,
+    MapGpaRangeAttr,
+    SystemEventType,
+)
+from coco_tdx.ghci import TDVMCALL, TdvmcallStatus, map_gpa_guest_status
+from coco_tdx.uapi import TDX_RET_OFFSET, KvmTdxExit, TdvmcallLeaf
+
+__all__ = [
+    "DEFAULT_SHARED_BIT",
+    "MODEL",
+    "PAGE_SIZE",
+    "TDX_MAP_GPA_MAX_LEN",
+]
+
+#: GPA.SHARED for GPAW 48 (the common TD configuration); see coco_tdx.ghci.GPAW_SHARED_BIT
+DEFAULT_SHARED_BIT = 1 << 47
+#: ``TDX_MAP_GPA_MAX_LEN`` = ``SZ_2M`` (arch/x86/kvm/vmx/tdx.c, Linux 6.16)
+TDX_MAP_GPA_MAX_LEN = 2 * 1024 * 1024
+#: ``PAGE_SIZE`` on x86-64
+PAGE_SIZE = 4096
+
+_U64 = (1 << 64) - 1
+_REASON = struct.Struct("<I")
+_Q = struct.Struct("<Q")
+_HC_RET = EXIT_UNION_OFFSET + 0x38  # kvm_run.hypercall.ret (§1.3: 88)
+_INFO = struct.Struct("<6Q")  # get_tdvmcall_info: ret, leaf, r11..r14 at offset 48
+_ZERO_UNION = bytes(EXIT_UNION_SIZE)
+
+
+def _exit(ctx: KernelContext, reason: int) -> None:
+    """Start an exit image: a clean union, ``exit_reason`` at offset 8."""
+    ctx.run[EXIT_UNION_OFFSET : EXIT_UNION_OFFSET + EXIT_UNION_SIZE] = _ZERO_UNION
+    _REASON.pack_into(ctx.run, EXIT_REASON, reason)
+
+
+def _tdx_exit(ctx: KernelContext, nr: int, ret: int, data: tuple[int, ...]) -> ExitImage:
+    _exit(ctx, KvmExitReason.TDX)
+    padded = (*data, 0, 0, 0, 0, 0)[:5]
+    KvmTdxExit(0, nr, ret, padded).pack_into(ctx.run, EXIT_UNION_OFFSET)
+    return ExitImage(f"KVM_EXIT_TDX/{TdvmcallLeaf(nr).name}", KvmExitReason.TDX)
+
+
+def _shared_bit(ctx: KernelContext) -> int:
+    bit = ctx.vm_state.get("shared_bit", DEFAULT_SHARED_BIT)
+    if not isinstance(bit, int) or bit <= 0 or bit & (bit - 1) or bit > 1 << 63:
+        raise ValueError(f"vm_state['shared_bit'] must be a single bit, not {bit!r}")
+    return bit
+
+
+def _args(cpu: GuestCpu) -> tuple[int, int]:
+    """R12, R13 as the TDX module hands them to KVM (64-bit registers)."""
+    return cpu.reg("r12") & _U64, cpu.reg("r13") & _U64
+
+
+def _status(cpu: GuestCpu, status: int, **regs: int) -> GuestView:
+    """Set R10 (and e.g. R11), return what the guest sees."""
+    cpu.regs["r10"] = status
+    cpu.regs.update(regs)
+    values = {"r10": status, **regs}
+    name = TDVMCALL.name_of(status) or f"{status:#x}"
+    extra = "".join(f" {k.upper()}={v:#x}" for k, v in regs.items())
+    return GuestView(values, f"R10={name}{extra}")
+
+
+def _resume_simple(ctx: KernelContext, cpu: GuestCpu) -> GuestView:
+    """``tdx_complete_simple()``: R10 <- ``tdx.unknown.ret``, verbatim."""
+    (ret,) = _Q.unpack_from(ctx.run, TDX_RET_OFFSET)
+    return _status(cpu, ret)
+
+
+# -- GetQuote ----------------------------------------------------------------------------
+
+
+def _enter_get_quote(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
+    gpa, size = _args(cpu)
+    shared = _shared_bit(ctx)
+    if not gpa & shared:  # vt_is_tdx_private_gpa(): only the shared bit is checked
+        return _status(cpu, TdvmcallStatus.INVALID_OPERAND)
+    return _tdx_exit(
+        ctx, TdvmcallLeaf.GET_QUOTE, TdvmcallStatus.SUBFUNC_UNSUPPORTED, (gpa & ~shared, size)
+    )
+
+
+# -- SetupEventNotifyInterrupt -------------------------------------------------------------
+
+
+def _enter_setup_event_notify(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
+    vector, _ = _args(cpu)
+    if not 32 <= vector <= 255:  # tdx_setup_event_notify_interrupt()
+        return _status(cpu, TdvmcallStatus.INVALID_OPERAND)
+    return _tdx_exit(
+        ctx,
+        TdvmcallLeaf.SETUP_EVENT_NOTIFY_INTERRUPT,
+        TdvmcallStatus.SUBFUNC_UNSUPPORTED,
+        (vector,),
+    )
+
+
+# -- GetTdVmCallInfo -----------------------------------------------------------------------
+
+
+def _enter_get_tdvmcall_info(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
+    leaf, _ = _args(cpu)
+    if leaf == 0:  # answered in KVM: all GHCI base calls supported
+        return _status(cpu, TdvmcallStatus.SUCCESS, r11=0, r12=0, r13=0, r14=0)
+    if leaf == 1:  # exit with SUCCESS and zero outputs pre-filled
+        return _tdx_exit(ctx, TdvmcallLeaf.GET_TD_VM_CALL_INFO, TdvmcallStatus.SUCCESS, (1,))
+    return _status(cpu, TdvmcallStatus.INVALID_OPERAND)
+
+
+def _resume_get_tdvmcall_info(ctx: KernelContext, cpu: GuestCpu) -> GuestView:
+    """``tdx_complete_get_td_vm_call_info()``: R10 <- ret, R11..R14 <- r11..r14."""
+    ret, _leaf, r11, r12, r13, r14 = _INFO.unpack_from(ctx.run, TDX_RET_OFFSET)
+    return _status(cpu, ret, r11=r11, r12=r12, r13=r13, r14=r14)
+
+
+# -- MapGPA --------------------------------------------------------------------------------
+
+
+def _map_key(cpu: GuestCpu) -> str:
+    return f"tdx.map_gpa.{cpu.apic_id}"  # tdx->map_gpa_next/_end are per vCPU
+
+
+def _map_chunk(ctx: KernelContext, nxt: int, end: int) -> ExitImage:
+    """``__tdx_map_gpa()``: one KVM_EXIT_HYPERCALL for at most 2 MiB."""
+    shared = _shared_bit(ctx)
+    size = min(end - nxt, TDX_MAP_GPA_MAX_LEN)
+    private = not nxt & shared
+    attrs_ = MapGpaRangeAttr.ENCRYPTED if private else MapGpaRangeAttr.DECRYPTED
+    _exit(ctx, KvmExitReason.HYPERCALL)
+    KvmHypercallExit(
+        HypercallNr.MAP_GPA_RANGE,
+        (nxt & ~shared, size // PAGE_SIZE, int(attrs_), 0, 0, 0),
+        0,  # ret pre-zeroed for QEMU <= 9.2
+        KVM_EXIT_HYPERCALL_LONG_MODE,
+    ).pack_into(ctx.run, EXIT_UNION_OFFSET)
+    return ExitImage("KVM_EXIT_HYPERCALL/KVM_HC_MAP_GPA_RANGE", KvmExitReason.HYPERCALL)
+
+
+def _enter_map_gpa(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
+    gpa, size = _args(cpu)
+    shared = _shared_bit(ctx)
+    if not ctx.vm_state.get("exit_hypercall_map_gpa", True):
+        return _status(cpu, TdvmcallStatus.SUBFUNC_UNSUPPORTED, r11=gpa)
+    end = gpa + size
+    limit = shared << 1  # kvm_vcpu_is_legal_gpa(): below 1 << GPAW
+    if (
+        end <= gpa
+        or end > _U64  # the u64 sum wrapped
+        or gpa >= limit
+        or end - 1 >= limit
+        or bool(gpa & shared) != bool((end - 1) & shared)
+    ):
+        return _status(cpu, TdvmcallStatus.INVALID_OPERAND, r11=gpa)
+    if gpa % PAGE_SIZE or size % PAGE_SIZE:
+        return _status(cpu, TdvmcallStatus.ALIGN_ERROR, r11=gpa)
+    ctx.vm_state[_map_key(cpu)] = (gpa, end)
+    return _map_chunk(ctx, gpa, end)
+
+
+def _resume_map_gpa(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
+    """``tdx_complete_vmcall_map_gpa()`` with the generation's ``ret`` rules."""
+    state = ctx.vm_state.get(_map_key(cpu))
+    if not isinstance(state, tuple):
+        raise KvmRunRejected("MapGPA completion without a MapGPA in progress")
+    nxt, end = state
+    (ret,) = _Q.unpack_from(ctx.run, _HC_RET)
+    status = map_gpa_guest_status(ctx.generation, ret)
+    if status is None:
+        ctx.vm_state.pop(_map_key(cpu), None)
+        raise KvmRunRejected(
+            f"{ctx.generation}: hypercall.ret {ret:#x} for KVM_HC_MAP_GPA_RANGE is not "
+            "0, EINVAL or EAGAIN; KVM_RUN fails with EINVAL"
+        )
+    if status != TdvmcallStatus.SUCCESS:
+        ctx.vm_state.pop(_map_key(cpu), None)
+        return _status(cpu, status, r11=nxt)
+    nxt += TDX_MAP_GPA_MAX_LEN
+    if nxt >= end:
+        ctx.vm_state.pop(_map_key(cpu), None)
+        return _status(cpu, TdvmcallStatus.SUCCESS)
+    if ctx.vm_state.get("pending_events"):
+        ctx.vm_state.pop(_map_key(cpu), None)
+        return _status(cpu, TdvmcallStatus.RETRY, r11=nxt)
+    ctx.vm_state[_map_key(cpu)] = (nxt, end)
+    return _map_chunk(ctx, nxt, end)
+
+
+# -- ReportFatalError ----------------------------------------------------------------------
+
+#: ``system_event.data[]`` order: SDM register numbers 0..15 (RSP, RBP reported as 0)
+_SDM_GPRS = (
+    "rax", "rcx", "rdx", "rbx", None, None, "rsi", "rdi",
+    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+)  # fmt: skip
+
+
+def _enter_report_fatal_error(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
+    """``tdx_report_fatal_error()``: 16 GPRs in SDM order, no parsing, no completion."""
+    data = tuple(0 if r is None else cpu.reg(r) & _U64 for r in _SDM_GPRS)
+    _exit(ctx, KvmExitReason.SYSTEM_EVENT)
+    KvmSystemEventExit(SystemEventType.TDX_FATAL, 16, data).pack_into(ctx.run, EXIT_UNION_OFFSET)
+    return ExitImage("KVM_EXIT_SYSTEM_EVENT/KVM_SYSTEM_EVENT_TDX_FATAL", KvmExitReason.SYSTEM_EVENT)
+
+
+MODEL = ModelPart(
+    vendor="tdx",
+    calls=(
+        GuestCall(
+            "tdx.get_quote",
+            "TDG.VP.VMCALL<GetQuote> (R12 shared GPA, R13 size) → KVM_EXIT_TDX; "
+            "tdx.c tdx_get_quote",
+            _enter_get_quote,
+            _resume_simple,
+        ),
+        GuestCall(
+            "tdx.get_tdvmcall_info",
+            "TDG.VP.VMCALL<GetTdVmCallInfo> (R12 leaf): leaf 0 in KVM, leaf 1 → KVM_EXIT_TDX",
+            _enter_get_tdvmcall_info,
+            _resume_get_tdvmcall_info,
+        ),
+        GuestCall(
+            "tdx.setup_event_notify",
+            "TDG.VP.VMCALL<SetupEventNotifyInterrupt> (R12 vector 32..255) → KVM_EXIT_TDX",
+            _enter_setup_event_notify,
+            _resume_simple,
+        ),
+        GuestCall(
+            "tdx.map_gpa",
+            "TDG.VP.VMCALL<MapGPA> (R12 GPA with shared bit, R13 size) → one "
+            "KVM_EXIT_HYPERCALL per 2 MiB; tdx.c tdx_map_gpa",
+            _enter_map_gpa,
+            _resume_map_gpa,
+        ),
+        GuestCall(
+            "tdx.report_fatal_error",
+            "TDG.VP.VMCALL<ReportFatalError> → KVM_EXIT_SYSTEM_EVENT type 7, 16 GPRs",
+            _enter_report_fatal_error,
+            None,
+        ),
+    ),
+)

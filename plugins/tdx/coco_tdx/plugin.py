@@ -1,0 +1,139 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The TDX plugin's registration: vendor, ABIs, error spaces, kernel model, CLI.
+
+For every released kernel (Linux 6.16 .. 7.2) the plugin contributes
+``KVM_EXIT_TDX`` (40) with its ``tdx`` union member, the ``nr`` discriminator,
+decoders for GetQuote, SetupEventNotifyInterrupt, GetTdVmCallInfo and any other
+``nr``, the ``KVM_SYSTEM_EVENT_TDX_FATAL`` decoder, and KVM's completion
+duties. ``KVM_HC_MAP_GPA_RANGE`` is the core's (vendor ``kvm``); the TDX side
+of MapGPA lives in the kernel model (:mod:`coco_tdx.model`).
+
+The 2025 separate-exit proposal is registered as ABI
+``tdx-separate-exits-2025`` (``released=False``) so it can be compared.
+"""
+
+from __future__ import annotations
+
+from coco_core.abi import AbiPart, CompletionDuty
+from coco_core.hookspecs import hookimpl
+from coco_core.registry import Registrar
+from coco_core.uapi import KvmExitReason
+from coco_tdx.complete import PROPOSAL_2025_DECODERS, RELEASED_DECODERS, TDX_NR
+from coco_tdx.ghci import GET_QUOTE_STATUS, QGS, TDVMCALL
+from coco_tdx.model import MODEL
+from coco_tdx.uapi import (
+    PROPOSAL_2025_SOURCE,
+    PROPOSAL_2025_TDVMCALL_INFO_SOURCE,
+    TDX_SOURCE,
+    ProposalExit2025,
+    proposal_2025_union_members,
+    tdx_union_members,
+)
+
+__all__ = ["PROPOSAL_2025_ABI", "RELEASED_ABIS", "coco_register_vendor"]
+
+#: Released kernels and the sort keys the core uses for them (coco_core/_builtin.py).
+RELEASED_ABIS = {
+    "linux-6.16": "2025-07",
+    "linux-7.0": "2026-04",
+    "linux-7.1": "2026-06",
+    "linux-7.2": "2026-08",
+}
+PROPOSAL_2025_ABI = "tdx-separate-exits-2025"
+
+_DUTIES = (
+    CompletionDuty(
+        "KVM_EXIT_TDX/*",
+        "kvm_run.tdx.*.ret",
+        "tdx.*.ret → R10 verbatim (no validation; tdx_complete_simple)",
+    ),
+    CompletionDuty(
+        "KVM_EXIT_TDX/GET_TD_VM_CALL_INFO",
+        "kvm_run.tdx.get_tdvmcall_info.{ret,r11,r12,r13,r14}",
+        "ret → R10; get_tdvmcall_info r11..r14 → R11..R14 "
+        "(tdx_complete_get_td_vm_call_info); KVM pre-fills SUCCESS and zeros",
+    ),
+    CompletionDuty(
+        "KVM_EXIT_TDX/unknown",
+        "kvm_run.tdx.unknown.ret",
+        "unknown nr: leave ret = SUBFUNC_UNSUPPORTED (pre-filled) and re-enter "
+        "(api.rst: userspace need not do anything)",
+    ),
+    CompletionDuty(
+        "KVM_EXIT_SYSTEM_EVENT/KVM_SYSTEM_EVENT_TDX_FATAL",
+        "(none)",
+        "no completion: the TD does not run again (QEMU treats it as a guest panic)",
+    ),
+)
+
+_RELEASED_NOTES = (
+    "KVM validates only the GetQuote GPA's shared bit (INVALID_OPERAND, no exit) and "
+    "the SetupEventNotifyInterrupt vector (32..255); size and alignment are the VMM's job.",
+    "GetTdVmCallInfo leaf 0 is answered in the kernel; only leaf 1 exits.",
+    "GetQuote is no longer individually enumerable in GetTdVmCallInfo leaf 1 R11 "
+    "(<20250717022010.677645-1-xiaoyao.li@intel.com>); SetupEventNotifyInterrupt is BIT(1).",
+)
+
+
+def _released_part(abi: str, order: str) -> AbiPart:
+    return AbiPart(
+        abi=abi,
+        vendor="tdx",
+        source=TDX_SOURCE + "; arch/x86/kvm/vmx/tdx.c (kvm-x86), reference/kernel-abi.md §2",
+        released=True,
+        exits={"KVM_EXIT_TDX": int(KvmExitReason.TDX)},
+        union_members=tdx_union_members(),
+        error_spaces=(TDVMCALL, GET_QUOTE_STATUS, QGS),
+        duties=_DUTIES,
+        decoders=RELEASED_DECODERS,
+        discriminators=(TDX_NR,),
+        notes=_RELEASED_NOTES,
+        order=order,
+    )
+
+
+def _proposal_part() -> AbiPart:
+    return AbiPart(
+        abi=PROPOSAL_2025_ABI,
+        vendor="tdx",
+        source=PROPOSAL_2025_SOURCE,
+        released=False,
+        exits={f"KVM_EXIT_{e.name}": int(e) for e in ProposalExit2025},
+        union_members=proposal_2025_union_members(),
+        error_spaces=(TDVMCALL, GET_QUOTE_STATUS, QGS),
+        duties=(
+            CompletionDuty(
+                "KVM_EXIT_TDX_GET_QUOTE / KVM_EXIT_TDX_SETUP_EVENT_NOTIFY",
+                "kvm_run.tdx_get_quote.ret (setup_event_notify.ret aliases it)",
+                "ret → R10 verbatim (tdx_complete_tdcall_common)",
+            ),
+        ),
+        decoders=PROPOSAL_2025_DECODERS,
+        notes=(
+            "Not merged: replaced by the single KVM_EXIT_TDX in Linux 6.16.",
+            "Encoded from the 2025-04-02 revision; the February 2025 RFC v1 was not read "
+            "(UNVERIFIED that its numbers and layouts match).",
+            "UNVERIFIED: whether KVM pre-filled ret before the exit in this revision; "
+            "the decoders do not depend on it.",
+            "GetTdVmCallInfo had no exit in this revision (KVM answered leaf 0, "
+            "INVALID_OPERAND otherwise). A later RFC gave it its own exit, numbered 41 "
+            "after GetQuote moved to 40, and so cannot share this ABI: "
+            + PROPOSAL_2025_TDVMCALL_INFO_SOURCE,
+            "MapGPA and ReportFatalError: KVM_EXIT_HYPERCALL and KVM_EXIT_SYSTEM_EVENT as "
+            "in the released ABI (the core's part is not registered for this name).",
+        ),
+        order="2025-04",
+    )
+
+
+@hookimpl
+def coco_register_vendor(registrar: Registrar) -> None:
+    """Register TDX: the vendor, its ABIs, the kernel model and ``coco tdx``."""
+    registrar.add_vendor("tdx", "Intel TDX")
+    for abi, order in RELEASED_ABIS.items():
+        registrar.add_abi(_released_part(abi, order))
+    registrar.add_abi(_proposal_part())
+    registrar.add_model(MODEL)
+    registrar.add_command(
+        "tdx", "coco_tdx.cli:configure_parser", "Intel TDX: quotes, the development QGS"
+    )
