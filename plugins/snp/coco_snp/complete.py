@@ -1,0 +1,336 @@
+# SPDX-License-Identifier: Apache-2.0
+"""SNP exit decoders and write-backs, for the released ABI and every proposal.
+
+Each decoder turns one exit into a neutral request with one ``unpack_from`` on the
+``kvm_run`` view and never raises; each write-back writes only inside the exit union
+(``kvm_run`` bytes [32, 288)) and only the fields the ABI lets userspace write:
+
+* released ``KVM_EXIT_SNP_REQ_CERTS`` (43): ``ret`` at 48; for BUFFER_TOO_SMALL also
+  ``npages`` at 40 = :attr:`Outcome.size_needed` (KVM copies it into the guest's RBX);
+* the proposals: the same request from their layouts (``gfn << 12`` is the gpa), so one
+  :class:`~coco_core.requests.CertificateRequest` handler serves every revision;
+* ``KVM_SYSTEM_EVENT_SEV_TERM``: a :class:`~coco_core.requests.Termination`; no completion.
+
+**Telling the two SEV_TERM forms apart.** KVM puts ``control->ghcb_gpa`` (the guest's GHCB
+MSR value) into ``data[0]`` in both cases (reference/kernel-abi.md §3.5). For the MSR
+protocol the low 12 bits (GHCBInfo) are ``GHCB_MSR_TERM_REQ`` (0x100) and the reason sits
+in bits 23:12. For the GHCB NAE event (``SVM_VMGEXIT_TERM_REQUEST``) the value is the GHCB
+page's GPA, page aligned, so the low 12 bits are 0 and the reason is in the page's
+``SW_EXITINFO1`` (read it with :func:`termination_from_ghcb`). Limits: the rule relies on
+the GHCB being page aligned (the GHCB spec requires it); when KVM terminates an SEV-ES
+guest for using an SNP-only MSR request (``out_terminate``) ``data[0]`` is that request's
+MSR value, whose low 12 bits are neither, and it decodes as "terminated by KVM" with the
+GHCBInfo value kept in ``code``.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from coco_core.abi import Discriminator, ExitDecoder
+from coco_core.model.base import GuestMemoryLike
+from coco_core.requests import CertificateRequest, NeutralRequest, Termination
+from coco_core.status import Outcome
+from coco_core.uapi import (
+    EXIT_UNION_OFFSET,
+    KvmExitReason,
+    KvmSystemEventExit,
+    SystemEventType,
+)
+from coco_snp.ghcb import REQ_CERTS, REQ_CERTS_COCO_V1, REQ_CERTS_ERRNO_V2
+from coco_snp.uapi import (
+    GHCB_MSR_INFO_MASK,
+    GHCB_MSR_TERM_REASON_MASK,
+    GHCB_MSR_TERM_REASON_POS,
+    GHCB_MSR_TERM_REASON_SET_MASK,
+    GHCB_MSR_TERM_REASON_SET_POS,
+    GHCB_MSR_TERM_REQ,
+    GHCB_SW_EXITINFO1_OFFSET,
+    KVM_EXIT_COCO,
+    KVM_EXIT_COCO_REQ_CERTS,
+    KVM_EXIT_COCO_REQ_CERTS_ERR_INVALID_LEN,
+    KVM_EXIT_SNP_REQ_CERTS,
+    KVM_EXIT_SNP_REQ_CERTS_V3,
+    KVM_EXIT_SNP_REQ_CERTS_V7,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    GhcbTermReasonSet,
+    KvmExitCocoV1,
+    KvmExitCocoV2,
+    KvmExitSnpReqCerts,
+    KvmExitSnpReqCertsV3,
+    TermReasonGeneral,
+    TermReasonLinux,
+)
+
+__all__ = [
+    "COCO_NR",
+    "COCO_V1_REQ_CERTS",
+    "COCO_V2_REQ_CERTS",
+    "GHCB_TERM_REASON",
+    "REQ_CERTS_DECODER",
+    "REQ_CERTS_V3",
+    "REQ_CERTS_V6",
+    "REQ_CERTS_V7",
+    "SEV_TERM",
+    "decode_sev_term",
+    "describe_term_reason",
+    "split_term_code",
+    "termination_from_ghcb",
+]
+
+_U = EXIT_UNION_OFFSET
+_U64_MAX = (1 << 64) - 1
+_U32_MAX = (1 << 32) - 1
+_ENOSPC = 28  # ENOSPC (asm-generic/errno-base.h)
+
+_released = KvmExitSnpReqCerts._c_struct.unpack_from
+_v1 = KvmExitCocoV1._c_struct.unpack_from
+_v2 = KvmExitCocoV2._c_struct.unpack_from
+_v3 = KvmExitSnpReqCertsV3._c_struct.unpack_from
+_sysev = KvmSystemEventExit._c_struct.unpack_from
+
+_put_u64 = struct.Struct("<Q").pack_into
+_put_u32 = struct.Struct("<I").pack_into
+_put_2u64 = struct.Struct("<QQ").pack_into
+_put_2u32 = struct.Struct("<II").pack_into
+
+# kvm_run offsets of the fields userspace writes (uapi.py layouts; kernel-abi.md §1.3, §5)
+_REL_NPAGES = _U + 0x08  # snp_req_certs.npages
+_REL_RET = _U + 0x10  # snp_req_certs.ret
+_V1_NPAGES = _U + 0x10  # coco.req_certs.npages
+_V1_RET = _U + 0x14  # coco.req_certs.ret
+_V2_RET = _U + 0x08  # coco.ret
+_V2_NPAGES = _U + 0x18  # coco.req_certs.npages
+_V3_NPAGES = _U + 0x08  # snp_req_certs.npages (u32)
+_V3_RET = _U + 0x0C  # snp_req_certs.ret (u32)
+
+
+def _needed(outcome: Outcome | None, limit: int) -> int | None:
+    """The page count to report, clamped to the field; None to leave the field alone."""
+    if outcome is None or outcome.size_needed is None:
+        return None
+    n = outcome.size_needed
+    if not isinstance(n, int) or n < 0:
+        return None
+    return min(n, limit)
+
+
+# -- released: KVM_EXIT_SNP_REQ_CERTS {gpa, npages, ret} (also v6, v7) ---------------------
+
+
+def _decode_released(run: memoryview) -> NeutralRequest:
+    gpa, npages, _ret = _released(run, _U)
+    return CertificateRequest(gpa, npages)
+
+
+def _write_released(
+    run: memoryview, request: NeutralRequest, raw: int, outcome: Outcome | None
+) -> None:
+    n = _needed(outcome, _U64_MAX) if raw == _ENOSPC else None
+    if n is None:
+        _put_u64(run, _REL_RET, raw)
+    else:
+        _put_2u64(run, _REL_NPAGES, n, raw)
+
+
+def _req_certs(reason: int, space_v2: bool = False) -> ExitDecoder:
+    return ExitDecoder(
+        "KVM_EXIT_SNP_REQ_CERTS",
+        reason,
+        None,
+        "snp",
+        CertificateRequest,
+        _decode_released,
+        _write_released,
+        REQ_CERTS_ERRNO_V2 if space_v2 else REQ_CERTS,
+    )
+
+
+#: Linux 7.0+: exit 43.
+REQ_CERTS_DECODER = _req_certs(KVM_EXIT_SNP_REQ_CERTS)
+#: v7 as posted (2026-01-09): exit 42, the released layout and strict errno.
+REQ_CERTS_V7 = _req_certs(KVM_EXIT_SNP_REQ_CERTS_V7)
+#: v6 (2025-04-28): the released layout; exit 40 and the lenient errno rule UNVERIFIED.
+REQ_CERTS_V6 = _req_certs(KVM_EXIT_SNP_REQ_CERTS_V3, space_v2=True)
+
+# -- v3..v5: KVM_EXIT_SNP_REQ_CERTS 40 {gfn u64, npages u32, ret u32} -----------------------
+
+
+def _decode_v3(run: memoryview) -> NeutralRequest:
+    gfn, npages, _ret = _v3(run, _U)
+    return CertificateRequest(gfn << PAGE_SHIFT, npages)
+
+
+def _write_v3(run: memoryview, request: NeutralRequest, raw: int, outcome: Outcome | None) -> None:
+    n = _needed(outcome, _U32_MAX) if raw == _ENOSPC else None
+    if n is None:
+        _put_u32(run, _V3_RET, raw)
+    else:
+        _put_2u32(run, _V3_NPAGES, n, raw)
+
+
+REQ_CERTS_V3 = ExitDecoder(
+    "KVM_EXIT_SNP_REQ_CERTS",
+    KVM_EXIT_SNP_REQ_CERTS_V3,
+    None,
+    "snp",
+    CertificateRequest,
+    _decode_v3,
+    _write_v3,
+    REQ_CERTS_ERRNO_V2,
+)
+
+# -- v1: KVM_EXIT_COCO 40, nr u8, req_certs {gfn u64, npages u32, ret u32} -----------------
+
+#: ``kvm_run.coco.nr``: the sub-call of the v1/v2 ``KVM_EXIT_COCO``.
+COCO_NR = Discriminator(KVM_EXIT_COCO, _U + 0x00, "<B", "kvm_run.coco.nr")
+
+
+def _decode_v1(run: memoryview) -> NeutralRequest:
+    _nr, _pad, gfn, npages, _ret = _v1(run, _U)
+    return CertificateRequest(gfn << PAGE_SHIFT, npages)
+
+
+def _write_v1(run: memoryview, request: NeutralRequest, raw: int, outcome: Outcome | None) -> None:
+    n = _needed(outcome, _U32_MAX) if raw == KVM_EXIT_COCO_REQ_CERTS_ERR_INVALID_LEN else None
+    if n is None:
+        _put_u32(run, _V1_RET, raw)
+    else:
+        _put_2u32(run, _V1_NPAGES, n, raw)
+
+
+COCO_V1_REQ_CERTS = ExitDecoder(
+    "KVM_EXIT_COCO/KVM_EXIT_COCO_REQ_CERTS",
+    KVM_EXIT_COCO,
+    KVM_EXIT_COCO_REQ_CERTS,
+    "snp",
+    CertificateRequest,
+    _decode_v1,
+    _write_v1,
+    REQ_CERTS_COCO_V1,
+)
+
+# -- v2: KVM_EXIT_COCO 40, nr u8, ret u32 in the header, req_certs {gfn, npages u32} --------
+
+
+def _decode_v2(run: memoryview) -> NeutralRequest:
+    _nr, _pad0, _ret, _pad1, gfn, npages = _v2(run, _U)
+    return CertificateRequest(gfn << PAGE_SHIFT, npages)
+
+
+def _write_v2(run: memoryview, request: NeutralRequest, raw: int, outcome: Outcome | None) -> None:
+    n = _needed(outcome, _U32_MAX) if raw == _ENOSPC else None
+    if n is not None:  # the two fields are not adjacent in v2: two writes on this path only
+        _put_u32(run, _V2_NPAGES, n)
+    _put_u32(run, _V2_RET, raw)
+
+
+COCO_V2_REQ_CERTS = ExitDecoder(
+    "KVM_EXIT_COCO/KVM_EXIT_COCO_REQ_CERTS",
+    KVM_EXIT_COCO,
+    KVM_EXIT_COCO_REQ_CERTS,
+    "snp",
+    CertificateRequest,
+    _decode_v2,
+    _write_v2,
+    REQ_CERTS_ERRNO_V2,
+)
+
+# -- termination: KVM_EXIT_SYSTEM_EVENT / KVM_SYSTEM_EVENT_SEV_TERM ------------------------
+
+_SET_NAMES: dict[int, str] = {
+    GhcbTermReasonSet.GEN: "general",
+    GhcbTermReasonSet.LINUX: "guest-defined (Linux)",
+}
+_GENERAL = {
+    TermReasonGeneral.SEV_ES_GEN_REQ: "general termination request",
+    TermReasonGeneral.SEV_ES_PROT_UNSUPPORTED: "SEV-ES / GHCB protocol range not supported",
+    TermReasonGeneral.SNP_UNSUPPORTED: "SEV-SNP features not supported",
+}
+_LINUX = {
+    TermReasonLinux.REGISTER: "GHCB GPA registration failure",
+    TermReasonLinux.PSC: "page state change failure",
+    TermReasonLinux.PVALIDATE: "PVALIDATE failure",
+    TermReasonLinux.NOT_VMPL0: "not running at VMPL0",
+    TermReasonLinux.CPUID: "CPUID validation failure",
+    TermReasonLinux.CPUID_HV: "CPUID failure during hypervisor fallback",
+}
+#: reason set → {code: text}, the sets this module can name.
+GHCB_TERM_REASON: dict[int, dict[int, str]] = {
+    GhcbTermReasonSet.GEN: {int(k): v for k, v in _GENERAL.items()},
+    GhcbTermReasonSet.LINUX: {int(k): v for k, v in _LINUX.items()},
+}
+
+
+def describe_term_reason(reason_set: int, code: int) -> str:
+    """``"reason set 0 (general), code 1: SEV-ES / GHCB protocol range not supported"``."""
+    set_name = _SET_NAMES.get(reason_set, "guest-defined")
+    text = GHCB_TERM_REASON.get(reason_set, {}).get(code)
+    tail = f": {text}" if text is not None else ""
+    return f"reason set {reason_set} ({set_name}), code {code}{tail}"
+
+
+def split_term_code(code: int) -> tuple[int, int]:
+    """Split :attr:`Termination.code` (``set << 8 | code``) into ``(reason set, code)``."""
+    return (code >> 8) & GHCB_MSR_TERM_REASON_SET_MASK, code & GHCB_MSR_TERM_REASON_MASK
+
+
+def decode_sev_term(value: int) -> Termination:
+    """Decode ``system_event.data[0]`` of a SEV_TERM exit (see the module notes).
+
+    :attr:`Termination.code` is ``reason_set << 8 | reason_code`` for the MSR protocol.
+    """
+    info = value & GHCB_MSR_INFO_MASK
+    if info == GHCB_MSR_TERM_REQ:
+        rset = (value >> GHCB_MSR_TERM_REASON_SET_POS) & GHCB_MSR_TERM_REASON_SET_MASK
+        code = (value >> GHCB_MSR_TERM_REASON_POS) & GHCB_MSR_TERM_REASON_MASK
+        return Termination(
+            f"GHCB MSR termination request: {describe_term_reason(rset, code)}", (rset << 8) | code
+        )
+    if info == 0:
+        return Termination("GHCB request; reason in SW_EXITINFO1 of the GHCB page", None, value)
+    return Termination(
+        f"terminated by KVM: GHCB MSR request {info:#05x} not allowed for this guest", info
+    )
+
+
+def _decode_sev_term(run: memoryview) -> NeutralRequest:
+    values = _sysev(run, _U)  # type, ndata, data[16]
+    return decode_sev_term(values[2])
+
+
+#: ``KVM_EXIT_SYSTEM_EVENT`` type 6: no completion; handed back untouched without a handler.
+SEV_TERM = ExitDecoder(
+    "KVM_EXIT_SYSTEM_EVENT/KVM_SYSTEM_EVENT_SEV_TERM",
+    KvmExitReason.SYSTEM_EVENT,
+    SystemEventType.SEV_TERM,
+    "snp",
+    Termination,
+    _decode_sev_term,
+    None,
+    None,
+    default_status=None,
+)
+
+
+def termination_from_ghcb(memory: GuestMemoryLike, gpa: int) -> Termination:
+    """Read the reason of a GHCB-page termination from ``SW_EXITINFO1`` (offset 0x398).
+
+    ``SW_EXITINFO1`` holds the reason set in bits 3:0 and the code in bits 11:4 (GHCB spec
+    56421 "Termination Request"; kernel-abi.md §3.5). The GHCB is guest memory: the read is
+    bounds-checked and any failure is reported in the result, never raised.
+    """
+    if gpa < 0 or gpa % PAGE_SIZE:
+        return Termination(f"GHCB GPA {gpa:#x} is not page aligned; reason unreadable", None, gpa)
+    where = gpa + GHCB_SW_EXITINFO1_OFFSET
+    try:
+        if not memory.contains(where, 8):
+            return Termination(f"GHCB page {gpa:#x} is outside guest memory", None, gpa)
+        info1 = int.from_bytes(memory.read(where, 8), "little")
+    except Exception as exc:  # guest memory is hostile input; report, do not raise
+        return Termination(f"GHCB page {gpa:#x} unreadable: {exc}", None, gpa)
+    rset, code = info1 & 0xF, (info1 >> 4) & 0xFF
+    return Termination(
+        f"GHCB termination request: {describe_term_reason(rset, code)}", (rset << 8) | code, gpa
+    )

@@ -1,0 +1,343 @@
+# SPDX-License-Identifier: Apache-2.0
+"""SEV-SNP's part of the KVM uapi, released and proposed, as the headers spell it.
+
+Released (``include/uapi/linux/kvm.h``, Linux 7.0+, confirmed against the Linux 7.2
+headers of Debian ``linux-libc-dev`` 7.2.13; reference/kernel-abi.md §3.2, §7):
+``KVM_EXIT_SNP_REQ_CERTS`` (43) with ``struct kvm_exit_snp_req_certs`` at offset 32 of
+``kvm_run``, enabled per VM with ``KVM_SEV_SNP_ENABLE_REQ_CERTS`` before any vCPU exists.
+
+Proposed and not merged (reference/kernel-abi.md §5, thread "SEV-SNP: Add KVM support for
+attestation and KVM_EXIT_COCO" and its successors):
+
+=========  ==========  ============================  ===================================
+revision   date        exit                          layout
+=========  ==========  ============================  ===================================
+v1         2024-06-21  ``KVM_EXIT_COCO`` 40          ``nr`` u8, ``req_certs {gfn u64,
+                                                     npages u32, ret u32}``, 24 bytes
+v2         2024-11-19  ``KVM_EXIT_COCO`` 40          ``nr`` u8, ``ret`` u32 in the header,
+                                                     ``req_certs {gfn, npages u32}``, 32 B
+v3..v5     2024-12 ..  ``KVM_EXIT_SNP_REQ_CERTS`` 40 ``{gfn u64, npages u32, ret u32}``
+v6         2025-04-28  ``KVM_EXIT_SNP_REQ_CERTS``    ``{gpa, npages, ret}`` u64
+v7         2026-01-09  ``KVM_EXIT_SNP_REQ_CERTS`` 42 ``{gpa, npages, ret}`` u64 (merged as 43)
+=========  ==========  ============================  ===================================
+
+What kernel-abi.md does not state is marked UNVERIFIED where it is used: the v6 exit
+number (40 assumed, as v3..v5; TDX only took 40 in June 2025) and the v4/v5 posting dates.
+
+The C text in each class docstring is the header's (the proposals' flattened
+``struct kvm_exit_coco`` members are named as the C members they mirror). The nested
+:class:`~coco_core.layout.Layout` trees in :data:`UNION_MEMBERS` are what ``coco abi``
+prints (``kvm_run.coco.req_certs.gfn``).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from coco_core.layout import U8, U32, U64, CStruct, Layout, c_field, c_struct, struct_of, union_of
+
+__all__ = [
+    "GHCB_MSR_INFO_MASK",
+    "GHCB_MSR_PSC_REQ",
+    "GHCB_MSR_PSC_RESP",
+    "GHCB_MSR_PSC_RESP_ERROR",
+    "GHCB_MSR_TERM_REASON_MASK",
+    "GHCB_MSR_TERM_REASON_POS",
+    "GHCB_MSR_TERM_REASON_SET_MASK",
+    "GHCB_MSR_TERM_REASON_SET_POS",
+    "GHCB_MSR_TERM_REQ",
+    "GHCB_SW_EXITINFO1_OFFSET",
+    "GHCB_SW_EXITINFO2_OFFSET",
+    "HEADER",
+    "KVM_CAP_EXIT_COCO_V1",
+    "KVM_CAP_EXIT_COCO_V2",
+    "KVM_CAP_EXIT_SNP_REQ_CERTS_V3",
+    "KVM_EXIT_COCO",
+    "KVM_EXIT_COCO_MAX",
+    "KVM_EXIT_COCO_REQ_CERTS",
+    "KVM_EXIT_COCO_REQ_CERTS_ERR_GENERIC",
+    "KVM_EXIT_COCO_REQ_CERTS_ERR_INVALID_LEN",
+    "KVM_EXIT_SNP_REQ_CERTS",
+    "KVM_EXIT_SNP_REQ_CERTS_V3",
+    "KVM_EXIT_SNP_REQ_CERTS_V7",
+    "KVM_SEV_SNP_ENABLE_REQ_CERTS",
+    "KVM_X86_GRP_SEV",
+    "KVM_X86_SEV_SNP_REQ_CERTS",
+    "PAGE_SHIFT",
+    "PAGE_SIZE",
+    "SNP_MSG_REPORT_REQ",
+    "SNP_REQ_CERTS_VALUES",
+    "UNION_MEMBERS",
+    "GhcbTermReasonSet",
+    "KvmExitCocoV1",
+    "KvmExitCocoV2",
+    "KvmExitSnpReqCerts",
+    "KvmExitSnpReqCertsV3",
+    "KvmSevCmd",
+    "PscOp",
+    "SvmVmgexit",
+    "TermReasonGeneral",
+    "TermReasonLinux",
+    "union_members",
+]
+
+HEADER = "include/uapi/linux/kvm.h, Linux 7.0+ (checked against linux-libc-dev 7.2.13)"
+_V1 = (
+    "[PATCH v1] SEV-SNP: Add KVM support for attestation and KVM_EXIT_COCO, 2024-06-21 "
+    "(reference/kernel-abi.md §5 item 1)"
+)
+_V2 = "KVM_EXIT_COCO v2, 2024-11-19, <20241119133513.3612633-*> (reference/kernel-abi.md §5 item 5)"
+_V3 = "KVM_EXIT_SNP_REQ_CERTS v3..v5, Dec 2024 - Apr 2025 (reference/kernel-abi.md §5 item 6)"
+
+# -- pages -------------------------------------------------------------------------------
+
+PAGE_SHIFT = 12  # PAGE_SHIFT (x86: 4 KiB pages; the proposals' gfn is gpa >> 12)
+PAGE_SIZE = 1 << PAGE_SHIFT  # PAGE_SIZE
+
+# -- exit numbers and capabilities ------------------------------------------------------
+
+KVM_EXIT_SNP_REQ_CERTS = 43  # KVM_EXIT_SNP_REQ_CERTS (kvm.h, Linux 7.0+; kernel-abi.md §7)
+KVM_EXIT_SNP_REQ_CERTS_V7 = 42  # KVM_EXIT_SNP_REQ_CERTS as posted in v7 (2026-01-09, §1.2)
+KVM_EXIT_SNP_REQ_CERTS_V3 = 40  # KVM_EXIT_SNP_REQ_CERTS in v3..v5 (§1.2, §5 item 6)
+KVM_CAP_EXIT_SNP_REQ_CERTS_V3 = 239  # KVM_CAP_EXIT_SNP_REQ_CERTS, v3..v5 (dropped in v6)
+KVM_EXIT_COCO = 40  # KVM_EXIT_COCO, v1 and v2 (§5 items 1, 5)
+KVM_CAP_EXIT_COCO_V1 = 237  # KVM_CAP_EXIT_COCO, v1 (§5 item 1)
+KVM_CAP_EXIT_COCO_V2 = 239  # KVM_CAP_EXIT_COCO, v2 (§5 item 5)
+KVM_EXIT_COCO_REQ_CERTS = 0  # KVM_EXIT_COCO_REQ_CERTS (v1, v2: kvm_exit_coco.nr)
+KVM_EXIT_COCO_MAX = 1  # KVM_EXIT_COCO_MAX (v1)
+KVM_EXIT_COCO_REQ_CERTS_ERR_INVALID_LEN = 1  # KVM_EXIT_COCO_REQ_CERTS_ERR_INVALID_LEN (v1)
+KVM_EXIT_COCO_REQ_CERTS_ERR_GENERIC = 1 << 31  # KVM_EXIT_COCO_REQ_CERTS_ERR_GENERIC (v1)
+
+#: The ``ret`` values ``snp_complete_req_certs()`` accepts (positive errno, kernel-abi.md §3.2):
+#: 0, EIO 5, EAGAIN 11, ENOSPC 28 (include/uapi/asm-generic/errno-base.h).
+SNP_REQ_CERTS_VALUES = frozenset({0, 5, 11, 28})
+
+# -- enabling (arch/x86/include/uapi/asm/kvm.h, Linux 7.0+; kernel-abi.md §3.2) ----------
+
+KVM_X86_GRP_SEV = 1  # KVM_X86_GRP_SEV
+KVM_X86_SEV_SNP_REQ_CERTS = 2  # KVM_X86_SEV_SNP_REQ_CERTS
+#: ``enum sev_cmd_id``: KVM_SEV_SNP_LAUNCH_START = 100, _UPDATE 101, _FINISH 102, then
+#: KVM_SEV_SNP_ENABLE_REQ_CERTS. COMPUTED from the enum order (kernel-abi.md §3.2), not read
+#: as a literal.
+KVM_SEV_SNP_ENABLE_REQ_CERTS = 103  # KVM_SEV_SNP_ENABLE_REQ_CERTS
+
+# -- guest messages and VMGEXIT codes ----------------------------------------------------
+
+#: ``SNP_MSG_REPORT_REQ`` (include/uapi/linux/sev-guest.h ``enum msg_type``; §3.1): the only
+#: message type KVM fetches certificates for.
+SNP_MSG_REPORT_REQ = 5  # SNP_MSG_REPORT_REQ
+
+
+class SvmVmgexit(enum.IntEnum):
+    """``SVM_VMGEXIT_*`` exit codes (arch/x86/include/uapi/asm/svm.h; kernel-abi.md §3)."""
+
+    PSC = 0x80000010  # SVM_VMGEXIT_PSC
+    GUEST_REQUEST = 0x80000011  # SVM_VMGEXIT_GUEST_REQUEST
+    EXT_GUEST_REQUEST = 0x80000012  # SVM_VMGEXIT_EXT_GUEST_REQUEST
+    TERM_REQUEST = 0x8000FFFE  # SVM_VMGEXIT_TERM_REQUEST
+
+
+class PscOp(enum.IntEnum):
+    """Page-state operations (arch/x86/include/asm/sev-common.h; kernel-abi.md §3.4).
+
+    The MSR protocol (``SNP_PAGE_STATE_*``) and the GHCB PSC entries
+    (``VMGEXIT_PSC_OP_*``) use the same numbers.
+    """
+
+    PRIVATE = 1  # VMGEXIT_PSC_OP_PRIVATE / SNP_PAGE_STATE_PRIVATE
+    SHARED = 2  # VMGEXIT_PSC_OP_SHARED / SNP_PAGE_STATE_SHARED
+
+
+# -- GHCB MSR protocol (arch/x86/include/asm/sev-common.h) -------------------------------
+
+GHCB_MSR_INFO_MASK = 0xFFF  # GHCB_MSR_INFO_MASK = GENMASK_ULL(11, 0)
+GHCB_MSR_PSC_REQ = 0x014  # GHCB_MSR_PSC_REQ
+GHCB_MSR_PSC_RESP = 0x015  # GHCB_MSR_PSC_RESP
+#: "Set highest bit as a generic error response" (sev-common.h, since the SNP host series).
+GHCB_MSR_PSC_RESP_ERROR = (1 << 63) | GHCB_MSR_PSC_RESP  # GHCB_MSR_PSC_RESP_ERROR
+GHCB_MSR_TERM_REQ = 0x100  # GHCB_MSR_TERM_REQ
+GHCB_MSR_TERM_REASON_SET_POS = 12  # GHCB_MSR_TERM_REASON_SET_POS
+GHCB_MSR_TERM_REASON_SET_MASK = 0xF  # GHCB_MSR_TERM_REASON_SET_MASK
+GHCB_MSR_TERM_REASON_POS = 16  # GHCB_MSR_TERM_REASON_POS
+GHCB_MSR_TERM_REASON_MASK = 0xFF  # GHCB_MSR_TERM_REASON_MASK
+
+#: Offsets in the GHCB page (GHCB spec 56421, save-area layout; arch/x86/include/asm/svm.h
+#: ``struct ghcb_save_area``): ``sw_exit_info_1`` 0x398, ``sw_exit_info_2`` 0x3a0.
+GHCB_SW_EXITINFO1_OFFSET = 0x398
+GHCB_SW_EXITINFO2_OFFSET = 0x3A0
+
+
+class GhcbTermReasonSet(enum.IntEnum):
+    """Termination reason sets (sev-common.h; GHCB spec 56421 "Termination Request")."""
+
+    GEN = 0  # SEV_TERM_SET_GEN: the GHCB spec's general set
+    LINUX = 1  # SEV_TERM_SET_LINUX: set 1 is guest-defined; these are Linux's codes
+
+
+class TermReasonGeneral(enum.IntEnum):
+    """Reason set 0 codes (GHCB spec 56421; sev-common.h)."""
+
+    SEV_ES_GEN_REQ = 0  # GHCB_SEV_ES_GEN_REQ: general termination request
+    SEV_ES_PROT_UNSUPPORTED = 1  # GHCB_SEV_ES_PROT_UNSUPPORTED: GHCB protocol not supported
+    SNP_UNSUPPORTED = 2  # GHCB_SNP_UNSUPPORTED: SEV-SNP not supported
+
+
+class TermReasonLinux(enum.IntEnum):
+    """Reason set 1 codes as a Linux guest uses them (sev-common.h)."""
+
+    REGISTER = 0  # GHCB_TERM_REGISTER: GHCB GPA registration failure
+    PSC = 1  # GHCB_TERM_PSC: page state change failure
+    PVALIDATE = 2  # GHCB_TERM_PVALIDATE: PVALIDATE failure
+    NOT_VMPL0 = 3  # GHCB_TERM_NOT_VMPL0: SNP guest is not running at VMPL-0
+    CPUID = 4  # GHCB_TERM_CPUID: CPUID-validation failure
+    CPUID_HV = 5  # GHCB_TERM_CPUID_HV: CPUID failure during hypervisor fallback
+
+
+# -- layouts -------------------------------------------------------------------------------
+
+
+@c_struct("struct kvm_exit_snp_req_certs", size=0x18, source=HEADER)
+class KvmExitSnpReqCerts(CStruct):
+    """
+    struct kvm_exit_snp_req_certs {
+            __u64 gpa;
+            __u64 npages;
+            __u64 ret;
+    };
+    """
+
+    gpa: int = c_field(U64, offset=0x00)
+    npages: int = c_field(U64, offset=0x08)
+    ret: int = c_field(U64, offset=0x10)
+
+
+@c_struct("struct kvm_exit_coco", size=0x18, source=_V1)
+class KvmExitCocoV1(CStruct):
+    """
+    struct kvm_exit_coco {
+    #define KVM_EXIT_COCO_REQ_CERTS 0
+    #define KVM_EXIT_COCO_MAX       1
+            __u8 nr;
+            __u8 pad0[7];
+            union {
+                    struct {
+                            __u64 gfn;
+                            __u32 npages;
+    #define KVM_EXIT_COCO_REQ_CERTS_ERR_INVALID_LEN 1
+    #define KVM_EXIT_COCO_REQ_CERTS_ERR_GENERIC     (1 << 31)
+                            __u32 ret;
+                    } req_certs;
+            };
+    };
+    """
+
+    nr: int = c_field(U8, offset=0x00)
+    pad0: bytes = c_field(U8, offset=0x01, count=7)
+    gfn: int = c_field(U64, offset=0x08)  # req_certs.gfn
+    npages: int = c_field(U32, offset=0x10)  # req_certs.npages
+    ret: int = c_field(U32, offset=0x14)  # req_certs.ret
+
+
+@c_struct("struct kvm_exit_coco", size=0x20, source=_V2)
+class KvmExitCocoV2(CStruct):
+    """
+    struct kvm_exit_coco {
+            __u8 nr;
+            __u8 pad0[7];
+            __u32 ret;
+            __u32 pad1;
+            union {
+                    struct {
+                            __u64 gfn;
+                            __u32 npages;
+                    } req_certs;
+            };
+    };
+    """
+
+    nr: int = c_field(U8, offset=0x00)
+    pad0: bytes = c_field(U8, offset=0x01, count=7)
+    ret: int = c_field(U32, offset=0x08)
+    pad1: int = c_field(U32, offset=0x0C)
+    gfn: int = c_field(U64, offset=0x10)  # req_certs.gfn
+    npages: int = c_field(U32, offset=0x18)  # req_certs.npages
+
+
+@c_struct("struct kvm_exit_snp_req_certs", size=0x10, source=_V3)
+class KvmExitSnpReqCertsV3(CStruct):
+    """
+    struct kvm_exit_snp_req_certs {
+            __u64 gfn;
+            __u32 npages;
+            __u32 ret;
+    };
+    """
+
+    gfn: int = c_field(U64, offset=0x00)
+    npages: int = c_field(U32, offset=0x08)
+    ret: int = c_field(U32, offset=0x0C)
+
+
+@c_struct("struct kvm_sev_cmd", size=0x18, source="arch/x86/include/uapi/asm/kvm.h, Linux 5.x+")
+class KvmSevCmd(CStruct):
+    """
+    struct kvm_sev_cmd {
+            __u32 id;
+            __u32 pad0;
+            __u64 data;
+            __u32 error;
+            __u32 sev_fd;
+    };
+    """
+
+    id: int = c_field(U32, offset=0x00)
+    pad0: int = c_field(U32, offset=0x04)
+    data: int = c_field(U64, offset=0x08)
+    error: int = c_field(U32, offset=0x10)
+    sev_fd: int = c_field(U32, offset=0x14)
+
+
+def _coco_v1_tree() -> Layout:
+    req = struct_of("struct", [("gfn", U64), ("npages", U32), ("ret", U32)])
+    return struct_of(
+        "struct kvm_exit_coco",
+        [("nr", U8), ("pad0", U8, 7), (None, union_of("union", [("req_certs", req)]))],
+        source=_V1,
+    )
+
+
+def _coco_v2_tree() -> Layout:
+    req = struct_of("struct", [("gfn", U64), ("npages", U32)])
+    return struct_of(
+        "struct kvm_exit_coco",
+        [
+            ("nr", U8),
+            ("pad0", U8, 7),
+            ("ret", U32),
+            ("pad1", U32),
+            (None, union_of("union", [("req_certs", req)])),
+        ],
+        source=_V2,
+    )
+
+
+#: ABI name → ``{kvm_run union member: layout}`` for every SNP ABI this plugin knows.
+UNION_MEMBERS: dict[str, dict[str, Layout]] = {
+    "released": {"snp_req_certs": KvmExitSnpReqCerts.c_layout()},
+    "kvm-exit-coco-v1": {"coco": _coco_v1_tree()},
+    "kvm-exit-coco-v2": {"coco": _coco_v2_tree()},
+    "snp-req-certs-v3": {"snp_req_certs": KvmExitSnpReqCertsV3.c_layout()},
+    "snp-req-certs-v6": {"snp_req_certs": KvmExitSnpReqCerts.c_layout()},
+}
+
+
+def union_members(abi: str) -> dict[str, Layout]:
+    """The SNP union members of ``abi`` (``linux-7.x`` share the released one).
+
+    v4 and v5 share v3's layout, v7 the released one.
+    """
+    if abi.startswith("linux-") or abi == "snp-req-certs-v7":
+        return dict(UNION_MEMBERS["released"])
+    if abi in ("snp-req-certs-v4", "snp-req-certs-v5"):
+        return dict(UNION_MEMBERS["snp-req-certs-v3"])
+    return dict(UNION_MEMBERS[abi])
