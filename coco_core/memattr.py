@@ -140,7 +140,7 @@ class MemoryAttributeTracker:
 
     def on_conversion(self, request: MemoryConversion, context: Any = None) -> CoCoStatus | Outcome:
         """Handler for :class:`MemoryConversion` (MAP_GPA_RANGE)."""
-        if request.npages <= 0 or request.npages > (1 << 52) // request.page_size:
+        if request.npages <= 0 or request.npages > 1 << 40:  # 52-bit GPA space in 4 KiB pages
             return Outcome(CoCoStatus.INVALID, detail=f"page count {request.npages} out of range")
         return self.convert(request.gpa, request.size, request.to_private)
 

@@ -87,9 +87,12 @@ class MemoryConversion(NeutralRequest):
     """The guest asks to convert a GPA range between private and shared.
 
     :param gpa: first byte of the range (shared bit stripped).
-    :param npages: number of pages of ``page_size`` bytes.
+    :param npages: number of **4 KiB** pages, as ``hypercall.args[1]`` counts
+        them whatever the page-size attribute says (``__kvm_emulate_hypercall``
+        checks ``gpa_to_gfn(gpa) + npages``; SNP sends 512 per 2 MiB PSC entry).
     :param to_private: True for shared→private, False for private→shared.
-    :param page_size: 4096, 2 MiB or 1 GiB, from the request's attributes.
+    :param page_size: the guest's page-size hint from the attributes (4 KiB,
+        2 MiB or 1 GiB); it does not scale ``npages``.
     """
 
     kind: ClassVar[str] = "memory_conversion"
@@ -100,8 +103,8 @@ class MemoryConversion(NeutralRequest):
 
     @property
     def size(self) -> int:
-        """Length of the range in bytes."""
-        return self.npages * self.page_size
+        """Length of the range in bytes (``npages`` 4 KiB pages)."""
+        return self.npages << 12
 
 
 @attrs.frozen

@@ -76,3 +76,19 @@ def test_apply_failure_is_an_error_not_an_exception() -> None:
     result = t.convert(0, PAGE_SIZE, False)
     assert isinstance(result, Outcome) and result.status is CoCoStatus.ERROR
     assert t.ranges() == []
+
+
+def test_map_gpa_range_pages_are_4k_whatever_the_page_size_hint() -> None:
+    """An SNP 2 MiB PSC entry (512 pages, PAGE_SZ_2M) decodes to a 2 MiB range, not 1 GiB."""
+    import struct
+
+    from coco_core._builtin import map_gpa_decoder
+
+    run = bytearray(2352)
+    struct.pack_into("<I", run, 8, 3)  # KVM_EXIT_HYPERCALL
+    # kvm_run.hypercall at 32: nr=12, args[0]=gpa, args[1]=512, args[2]=ENCRYPTED|PAGE_SZ_2M
+    struct.pack_into("<QQQQ", run, 32, 12, 0x200000, 512, 0x10 | 0x1)
+    req = map_gpa_decoder(legacy=False).decode(memoryview(run))
+    assert isinstance(req, MemoryConversion)
+    assert (req.gpa, req.npages, req.to_private, req.page_size) == (0x200000, 512, True, 1 << 21)
+    assert req.size == 2 << 20
