@@ -1,0 +1,354 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The dispatcher: decode, handler, completion, and what happens when things go wrong."""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import Any
+
+import coco_example.plugin as example
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from coco_core.abi import AbiPart, Discriminator, ExitDecoder
+from coco_core.dispatch import Dispatcher, write_completion
+from coco_core.errors import ConfigurationError
+from coco_core.errorspace import CodeError
+from coco_core.exits import CoCoExit, CompletionError
+from coco_core.registry import Registrar, Registry
+from coco_core.requests import (
+    MemoryConversion,
+    MsrAccess,
+    NeutralRequest,
+    PortIo,
+    QuoteRequest,
+    Unsupported,
+    VendorSpecific,
+)
+from coco_core.status import CoCoStatus, Outcome
+from coco_core.testing import kvm_run_image
+from coco_core.uapi import KVM_RUN_SIZE, KvmExitReason
+
+# kvm_run of KVM_EXIT_EXAMPLE_ATTEST (44), the rest of the buffer 0xAA so that
+# any write outside the union shows.
+#   0x08: 2c 00 00 00              exit_reason = 44
+#   0x20: 00 10 00 00 00 00 00 00  example_attest.gpa = 0x1000
+#   0x28: 00 01 00 00              example_attest.len = 256
+#   0x2c: ee ee ee ee              example_attest.ret (before completion)
+ATTEST_UNION = bytes.fromhex("00 10 00 00 00 00 00 00  00 01 00 00  ee ee ee ee")
+RET = slice(0x2C, 0x30)
+
+
+@pytest.fixture
+def reg() -> Registry:
+    """The example plugin's registry (with the core's built-ins)."""
+    return Registry.from_plugins([example])
+
+
+@pytest.fixture
+def d(reg: Registry) -> Dispatcher:
+    """A dispatcher for the example vendor under example-1."""
+    return Dispatcher(reg, "example", "example-1")
+
+
+def attest_run() -> bytearray:
+    """A fresh KVM_EXIT_EXAMPLE_ATTEST image with 0xAA outside the union."""
+    buf = kvm_run_image(44, ATTEST_UNION, fill=0xAA)
+    buf[32 + len(ATTEST_UNION) : 288] = bytes(288 - 32 - len(ATTEST_UNION))
+    return buf
+
+
+def outside_union(buf: bytes | bytearray) -> bytes:
+    """Every byte of kvm_run except the exit union."""
+    return bytes(buf[:32]) + bytes(buf[288:])
+
+
+def test_handler_result_is_encoded_into_ret(d: Dispatcher) -> None:
+    """A handler's status is written as the vendor's code in the union, nothing else changes."""
+    d.on(QuoteRequest, lambda r, c: CoCoStatus.INVALID)
+    buf = attest_run()
+    before = bytes(buf)
+    assert d.dispatch(buf) is CoCoStatus.INVALID
+    assert buf[RET] == bytes.fromhex("02 00 00 00")  # EXAMPLE_INVALID
+    assert outside_union(buf) == outside_union(before)
+
+
+def test_handler_gets_request_and_context(d: Dispatcher) -> None:
+    """The handler receives the decoded neutral request and the dispatch context."""
+    calls: list[tuple[NeutralRequest, Any]] = []
+
+    def handler(request: QuoteRequest, context: Any) -> CoCoStatus:
+        calls.append((request, context))
+        return CoCoStatus.OK
+
+    d.on(QuoteRequest, handler)
+    d.dispatch(attest_run(), context="vcpu0")
+    assert calls == [(QuoteRequest(0x1000, 256), "vcpu0")]
+
+
+def test_raising_handler_completes_with_error_and_logs(
+    d: Dispatcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler that raises completes the exit with ERROR and logs the exit's details."""
+
+    def boom(request: QuoteRequest, context: Any) -> CoCoStatus:
+        raise RuntimeError("quote service exploded")
+
+    d.on(QuoteRequest, boom)
+    buf = attest_run()
+    with caplog.at_level(logging.ERROR, logger="coco_core.dispatch"):
+        assert d.dispatch(buf) is CoCoStatus.ERROR
+    assert buf[RET] == bytes.fromhex("03 00 00 00")  # EXAMPLE_ERROR
+    (rec,) = caplog.records
+    assert "KVM_EXIT_EXAMPLE_ATTEST" in rec.getMessage()
+    assert "QuoteRequest(gpa=4096, size=256)" in rec.getMessage()
+    assert rec.exc_info is not None
+    assert "quote service exploded" in caplog.text
+
+
+def test_no_handler_uses_decoder_default_status(d: Dispatcher) -> None:
+    """Without a handler the decoder's default status (UNSUPPORTED) is encoded via its fallback."""
+    buf = attest_run()
+    assert d.dispatch(buf) is CoCoStatus.UNSUPPORTED
+    assert buf[RET] == bytes.fromhex("03 00 00 00")  # UNSUPPORTED falls back to EXAMPLE_ERROR
+
+
+def test_no_handler_and_no_default_hands_exit_back_untouched(reg: Registry) -> None:
+    """A decoder with default_status None gives the exit back as Unsupported, untouched."""
+    d = Dispatcher(reg, "example", "linux-7.2")
+    # KVM_EXIT_IO: direction 1 (out), size 1, port 0x3f8, count 1, data_offset 0x1000
+    buf = kvm_run_image(
+        KvmExitReason.IO, bytes.fromhex("01 01 f8 03 01 00 00 00 00 10 00 00 00 00 00 00")
+    )
+    before = bytes(buf)
+    result = d.dispatch(buf)
+    assert isinstance(result, Unsupported)
+    assert result.raw_reason == KvmExitReason.IO
+    assert bytes(buf) == before
+    d.on(PortIo, lambda r, c: CoCoStatus.OK)
+    assert d.dispatch(buf) is CoCoStatus.OK
+
+
+def test_unknown_reason_is_unsupported_and_untouched(d: Dispatcher) -> None:
+    """An exit reason nobody claims comes back as Unsupported with the raw union, untouched."""
+    buf = kvm_run_image(0x77, bytes(range(256)), fill=0x5A)
+    before = bytes(buf)
+    result = d.dispatch(buf)
+    assert result == Unsupported(0x77, None, bytes(range(256)))
+    assert bytes(buf) == before
+
+
+def test_tracer_receives_completed_exit(reg: Registry) -> None:
+    """The tracer gets a CoCoExit with the request and what the completion wrote."""
+    seen: list[CoCoExit] = []
+    d = Dispatcher(reg, "example", "example-1", tracer=seen.append)
+    d.on(QuoteRequest, lambda r, c: CoCoStatus.OK)
+    d.dispatch(attest_run())
+    (ev,) = seen
+    assert ev.name == "KVM_EXIT_EXAMPLE_ATTEST"
+    assert ev.exit_reason == 44
+    assert ev.request == QuoteRequest(0x1000, 256)
+    assert ev.completed is not None
+    assert (ev.completed.status, ev.completed.raw, ev.completed.raw_name) == (
+        CoCoStatus.OK,
+        0,
+        "EXAMPLE_OK",
+    )
+    assert ev.describe_raw() == "0x0 (EXAMPLE_OK)"
+
+
+def test_decode_then_complete_is_one_shot(d: Dispatcher) -> None:
+    """complete() writes once; a second completion raises and leaves the first in place."""
+    buf = attest_run()
+    ev = d.decode(buf)
+    assert ev.request == QuoteRequest(0x1000, 256)
+    done = ev.complete(CoCoStatus.INVALID)
+    assert (done.raw, done.raw_name) == (2, "EXAMPLE_INVALID")
+    with pytest.raises(CompletionError, match="already completed"):
+        ev.complete(CoCoStatus.OK)
+    assert buf[RET] == bytes.fromhex("02 00 00 00")
+
+
+def test_retry_after_hand_on_raises(d: Dispatcher) -> None:
+    """RETRY after the request was handed on raises CompletionError and writes nothing."""
+    buf = attest_run()
+    ev = d.decode(buf)
+    ev.hand_on()
+    with pytest.raises(CompletionError, match="RETRY after the request was handed on"):
+        ev.complete(CoCoStatus.RETRY)
+    assert buf[RET] == bytes.fromhex("ee ee ee ee")
+    assert ev.completed is None
+
+
+def test_retry_before_hand_on_is_written(d: Dispatcher) -> None:
+    """RETRY is legal before hand-on and writes the vendor's retry code."""
+    buf = attest_run()
+    d.decode(buf).complete(Outcome(CoCoStatus.RETRY, detail="busy"))
+    assert buf[RET] == bytes.fromhex("01 00 00 00")
+
+
+def test_vendor_code_meaning_another_status_writes_error(
+    d: Dispatcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A vendor_code that means another status is refused: ERROR is written and logged."""
+    d.on(QuoteRequest, lambda r, c: Outcome(CoCoStatus.INVALID, vendor_code=1))  # 1 = RETRY
+    buf = attest_run()
+    with caplog.at_level(logging.ERROR, logger="coco_core.dispatch"):
+        assert d.dispatch(buf) is CoCoStatus.ERROR
+    assert buf[RET] == bytes.fromhex("03 00 00 00")
+    assert "vendor code rejected" in caplog.text
+    assert "EXAMPLE_RETRY (0x1) means RETRY, not INVALID" in caplog.text
+
+
+def test_vendor_code_of_fallback_is_accepted(d: Dispatcher) -> None:
+    """A vendor_code equal to the status's declared fallback code is written as given."""
+    d.on(
+        QuoteRequest,
+        lambda r, c: Outcome(CoCoStatus.BUFFER_TOO_SMALL, size_needed=8, vendor_code=2),
+    )
+    buf = attest_run()
+    result = d.dispatch(buf)
+    assert isinstance(result, Outcome)
+    assert buf[RET] == bytes.fromhex("02 00 00 00")
+
+
+def test_write_completion_rejects_unknown_vendor_code(d: Dispatcher) -> None:
+    """write_completion raises CodeError for a code the space does not define."""
+    with pytest.raises(CodeError) as info:
+        write_completion(
+            example.ATTEST, attest_run(), QuoteRequest(0, 0), Outcome(CoCoStatus.OK, vendor_code=9)
+        )
+    assert (info.value.space, info.value.raw, info.value.status) == (
+        "example.status",
+        9,
+        CoCoStatus.OK,
+    )
+
+
+def test_unknown_vendor_and_abi_are_configuration_errors(reg: Registry) -> None:
+    """Asking for an unregistered vendor or ABI names the known ones."""
+    with pytest.raises(ConfigurationError, match=r"unknown vendor 'acme'.*example"):
+        Dispatcher(reg, "acme", "example-1")
+    with pytest.raises(ConfigurationError, match=r"unknown ABI 'linux-9\.9'.*linux-7\.2"):
+        Dispatcher(reg, "example", "linux-9.9")
+
+
+# -- sub-calls and broken decoders ---------------------------------------------------
+
+_SUB = struct.Struct("<Q")
+
+
+def _vs(name: str) -> Any:
+    def decode(run: memoryview) -> NeutralRequest:
+        return VendorSpecific("acme", name, (("arg", _SUB.unpack_from(run, 48)[0]),))
+
+    return decode
+
+
+def _write_ret(run: memoryview, request: NeutralRequest, raw: int, outcome: Outcome | None) -> None:
+    run[32 + 24 : 32 + 32] = raw.to_bytes(8, "little")
+
+
+def _broken(run: memoryview) -> NeutralRequest:
+    raise ValueError("decoder bug")
+
+
+@pytest.fixture
+def acme(make_plugin: Any) -> Registry:
+    """Vendor acme: exit 45 with sub-calls at offset 40 and a fallback; a broken exit 46."""
+
+    def register(r: Registrar) -> None:
+        r.add_vendor("acme", "Acme TEE")
+        space = example.EXAMPLE_STATUS
+        dec = [
+            ExitDecoder("ACME/ONE", 45, 1, "acme", VendorSpecific, _vs("one"), _write_ret, space),
+            ExitDecoder("ACME/TWO", 45, 2, "acme", VendorSpecific, _vs("two"), _write_ret, space),
+            ExitDecoder(
+                "ACME/?",
+                45,
+                None,
+                "acme",
+                VendorSpecific,
+                _vs("other"),
+                _write_ret,
+                space,
+                fallback=True,
+            ),
+            ExitDecoder("ACME_BROKEN", 46, None, "acme", QuoteRequest, _broken, _write_ret, space),
+        ]
+        r.add_abi(
+            AbiPart(
+                abi="acme-1",
+                vendor="acme",
+                source="test",
+                released=False,
+                exits={"KVM_EXIT_ACME": 45, "KVM_EXIT_ACME_BROKEN": 46},
+                decoders=tuple(dec),
+                discriminators=(Discriminator(45, 40, "<Q", "kvm_run.acme.nr"),),
+            )
+        )
+
+    return Registry.from_plugins([make_plugin("acme", register)])
+
+
+def test_discriminator_routes_sub_calls_and_fallback(acme: Registry) -> None:
+    """The sub-call number at the discriminator picks the decoder; unknown ones hit the fallback."""
+    d = Dispatcher(acme, "acme", "acme-1")
+    names: list[str] = []
+    d.on(VendorSpecific, lambda r, c: names.append(r.name) or CoCoStatus.OK)
+    for nr in (2, 1, 99):
+        buf = kvm_run_image(45)
+        _SUB.pack_into(buf, 40, nr)  # kvm_run.acme.nr
+        d.dispatch(buf)
+    assert names == ["two", "one", "other"]
+    assert d.decode(kvm_run_image(45)).name == "ACME/?"
+
+
+def test_decoder_that_raises_completes_with_error(
+    acme: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A decoder bug is logged and the exit completed with ERROR instead of raising."""
+    d = Dispatcher(acme, "acme", "acme-1")
+    buf = kvm_run_image(46)
+    with caplog.at_level(logging.ERROR, logger="coco_core.dispatch"):
+        assert d.dispatch(buf) is CoCoStatus.ERROR
+    assert buf[56:64] == (3).to_bytes(8, "little")
+    assert "ACME_BROKEN: decoder failed on exit 46" in caplog.text
+
+
+# -- the built-in decoders under arbitrary bytes ---------------------------------------
+
+_GENERIC = [
+    KvmExitReason.IO,
+    KvmExitReason.HYPERCALL,
+    KvmExitReason.SYSTEM_EVENT,
+    KvmExitReason.X86_RDMSR,
+    KvmExitReason.X86_WRMSR,
+    KvmExitReason.MEMORY_FAULT,
+]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    abi=st.sampled_from(["linux-6.16", "linux-7.0", "linux-7.1", "linux-7.2"]),
+    reason=st.sampled_from(_GENERIC),
+    map_gpa=st.booleans(),
+    status=st.sampled_from(CoCoStatus),
+    image=st.binary(min_size=KVM_RUN_SIZE, max_size=KVM_RUN_SIZE),
+)
+def test_generic_exits_never_raise_or_write_outside_union(
+    abi: str, reason: int, map_gpa: bool, status: CoCoStatus, image: bytes
+) -> None:
+    """Random images of the generic exits dispatch without raising and write only the union."""
+    d = Dispatcher(Registry.from_plugins([example]), "example", abi)
+    for t in (PortIo, MsrAccess, MemoryConversion):
+        d.on(t, lambda r, c: status)
+    buf = bytearray(image)
+    buf[8:12] = int(reason).to_bytes(4, "little")
+    if map_gpa and reason == KvmExitReason.HYPERCALL:
+        buf[32:40] = (12).to_bytes(8, "little")  # KVM_HC_MAP_GPA_RANGE
+    before = bytes(buf)
+    d.dispatch(buf)
+    assert outside_union(buf) == outside_union(before)
