@@ -13,6 +13,7 @@ import attrs
 import pluggy
 
 from coco_core import hookspecs
+from coco_core.errors import RegistrationError
 from coco_core.registry import Registrar
 
 __all__ = ["LoadedPlugin", "PluginFailure", "PluginManager"]
@@ -106,6 +107,13 @@ class PluginManager:
                     remove_plugins=[p for p in self._pm.get_plugins() if p is not module],
                 )
                 caller(registrar=registrar)
+            except RegistrationError as exc:
+                raise RegistrationError(f"plugin {plugin.name!r} ({plugin.module}): {exc}") from exc
+            except Exception as exc:
+                raise RegistrationError(
+                    f"plugin {plugin.name!r} ({plugin.module}) failed in coco_register_vendor: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
             finally:
                 registrar.close()
 

@@ -190,6 +190,14 @@ class Dispatcher:
             except Exception:  # the documented rule: log, answer ERROR, keep running
                 log.exception("%s %s: handler raised for %r", self.vendor, dec.name, request)
                 result = CoCoStatus.ERROR
+            if type(result) is not CoCoStatus and not isinstance(result, Outcome):
+                log.error(
+                    "%s %s: handler returned %r, not a CoCoStatus or Outcome; answering ERROR",
+                    self.vendor,
+                    dec.name,
+                    result,
+                )
+                result = CoCoStatus.ERROR
         write = dec.write
         if write is not None:
             raw = entry.encode.get(result) if type(result) is CoCoStatus else None

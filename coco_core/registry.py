@@ -139,7 +139,8 @@ class Registrar:
                 f"error space {space.id!r} registered by both plugin {prior[0]!r} "
                 f"and plugin {self._plugin!r}"
             )
-        sink.spaces[space.id] = (self._plugin, space)
+        if prior is None:  # a space re-registered by another plugin keeps its first owner
+            sink.spaces[space.id] = (self._plugin, space)
 
     def add_abi(self, part: AbiPart) -> None:
         """Contribute a part to a named ABI; its spaces are registered too."""
@@ -239,6 +240,7 @@ class Registry:
         abis: dict[str, Abi] = {}
         for name, plist in by_name.items():
             exit_owner: dict[str, tuple[str, int]] = {}
+            num_owner: dict[int, tuple[str, str]] = {}
             claims: dict[tuple[str, int, int | None], tuple[str, ExitDecoder]] = {}
             for plugin, part in plist:
                 for ename, num in part.exits.items():
@@ -248,6 +250,13 @@ class Registry:
                             f"ABI {name!r}: {ename} is {prior[1]} for plugin {prior[0]!r} "
                             f"but {num} for plugin {plugin!r}"
                         )
+                    prior_num = num_owner.get(num)
+                    if prior_num is not None and prior_num[1] != ename:
+                        raise RegistrationError(
+                            f"ABI {name!r}: exit {num} is {prior_num[1]} for plugin "
+                            f"{prior_num[0]!r} but {ename} for plugin {plugin!r}"
+                        )
+                    num_owner[num] = (plugin, ename)
                     exit_owner[ename] = (plugin, num)
                 for dec in part.decoders:
                     scopes = [dec.vendor] if dec.vendor != "kvm" else ["kvm"]

@@ -352,3 +352,29 @@ def test_generic_exits_never_raise_or_write_outside_union(
     before = bytes(buf)
     d.dispatch(buf)
     assert outside_union(buf) == outside_union(before)
+
+
+def test_handler_returning_garbage_is_answered_with_error(caplog: pytest.LogCaptureFixture) -> None:
+    """A handler that returns neither a status nor an Outcome gets ERROR written and logged."""
+    from coco_core.kvmerrno import MAP_GPA_RANGE_ERRNO
+    from coco_core.registry import Registry
+    from coco_core.requests import MemoryConversion
+
+    class _Vendor:
+        __name__ = "coco_garbage.plugin"
+
+        @staticmethod
+        def coco_register_vendor(registrar: Any) -> None:
+            registrar.add_vendor("garbage", "garbage")
+
+    from coco_core.hookspecs import hookimpl
+
+    hookimpl(_Vendor.coco_register_vendor)
+    d = Dispatcher(Registry.from_plugins([_Vendor]), "garbage")  # type: ignore[list-item]
+    d.on(MemoryConversion, lambda req, ctx: None)  # type: ignore[arg-type,return-value]
+    run = bytearray(2352)
+    struct.pack_into("<I", run, 8, 3)
+    struct.pack_into("<QQQQ", run, 32, 12, 0x1000, 1, 0)
+    assert d.dispatch(run) is CoCoStatus.ERROR
+    assert struct.unpack_from("<Q", run, 88)[0] == MAP_GPA_RANGE_ERRNO.encode(CoCoStatus.ERROR)
+    assert "not a CoCoStatus or Outcome" in caplog.text

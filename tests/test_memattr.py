@@ -14,7 +14,7 @@ RAM = 64 * PAGE_SIZE
 
 
 def _inside(gpa: int, size: int) -> bool:
-    return 0 <= gpa and size >= 0 and gpa + size <= RAM
+    return gpa >= 0 and size >= 0 and gpa + size <= RAM
 
 
 @settings(max_examples=200, deadline=None)
@@ -22,9 +22,9 @@ def _inside(gpa: int, size: int) -> bool:
 def test_intervals_match_a_per_page_model(ops: list[tuple[int, int, bool]]) -> None:
     """Any sequence of conversions leaves the same state as a per-page dictionary."""
     t = MemoryAttributeTracker(_inside, initially_private=True)
-    pages = {i: True for i in range(64)}
-    for first, count, private in ops:
-        count = min(count, 64 - first)
+    pages = dict.fromkeys(range(64), True)
+    for first, wanted, private in ops:
+        count = min(wanted, 64 - first)
         assert t.convert(first * PAGE_SIZE, count * PAGE_SIZE, private) is CoCoStatus.OK
         for i in range(first, first + count):
             pages[i] = private
@@ -53,7 +53,9 @@ def test_conversion_handler_private_shared_private() -> None:
     """A MapGPA-style request flips pages shared and back to private."""
     t = MemoryAttributeTracker(_inside)
     assert t.on_conversion(MemoryConversion(0x2000, 2, False)) is CoCoStatus.OK
-    assert not t.is_private(0x2000) and not t.is_private(0x3FFF) and t.is_private(0x4000)
+    assert not t.is_private(0x2000)
+    assert not t.is_private(0x3FFF)
+    assert t.is_private(0x4000)
     assert t.on_conversion(MemoryConversion(0x2000, 2, True)) is CoCoStatus.OK
     assert t.is_private(0x2000)
     assert t.ranges() == [(0x2000, 0x4000, True)]
@@ -74,7 +76,8 @@ def test_apply_failure_is_an_error_not_an_exception() -> None:
 
     t = MemoryAttributeTracker(_inside, apply=refuse)
     result = t.convert(0, PAGE_SIZE, False)
-    assert isinstance(result, Outcome) and result.status is CoCoStatus.ERROR
+    assert isinstance(result, Outcome)
+    assert result.status is CoCoStatus.ERROR
     assert t.ranges() == []
 
 

@@ -74,10 +74,6 @@ def test_same_exit_name_with_two_numbers_is_rejected(make_plugin: Any) -> None:
         Registry.from_plugins([one, two])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry._merge checks exit names, not numbers: two names for one number pass",
-)
 def test_same_exit_number_with_two_names_is_rejected(make_plugin: Any) -> None:
     """Two exit names for one number in one ABI are rejected, naming both plugins."""
     one = make_plugin("one", lambda r: r.add_abi(_part("kvm", {"KVM_EXIT_ACME": 45})))
@@ -240,11 +236,6 @@ def test_quote_request_type_is_shared() -> None:
     assert dec.request_type is QuoteRequest
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Registrar.add_error_space overwrites the owner when a later plugin re-registers "
-    "the same space object (registry.py, add_error_space)",
-)
 def test_reused_space_keeps_its_first_owner(make_plugin: Any) -> None:
     """A plugin reusing the core's error space does not become its owner."""
     from coco_core.kvmerrno import MAP_GPA_RANGE_ERRNO
