@@ -23,6 +23,8 @@ same handlers by naming the ABI.
 
 from __future__ import annotations
 
+import attrs
+
 from coco_core._builtin import HYPERCALL_NR, SYSTEM_EVENT_TYPE, map_gpa_decoder, released_exits
 from coco_core.abi import AbiPart, CompletionDuty, Discriminator, ExitDecoder
 from coco_core.errorspace import ErrorSpace
@@ -31,7 +33,7 @@ from coco_core.kvmerrno import MAP_GPA_RANGE_LEGACY
 from coco_core.layout import Layout
 from coco_core.registry import Registrar
 from coco_core.uapi import KvmExitReason, generic_union_members
-from coco_snp import complete, ghcb
+from coco_snp import complete, doorbell, ghcb
 from coco_snp.model import MODEL
 from coco_snp.uapi import (
     KVM_EXIT_COCO,
@@ -275,7 +277,22 @@ def coco_register_vendor(registrar: Registrar) -> None:
     for part in parts():
         registrar.add_abi(part)
     registrar.add_error_space(ghcb.GHCB_VMM_V1)
-    registrar.add_model(MODEL)
+    # One model part: the kernel's calls plus the emulated TEE's doorbell routing.
+    registrar.add_model(
+        attrs.evolve(
+            MODEL,
+            calls=(*MODEL.calls, doorbell.UNSUPPORTED_CALL),
+            doorbell_port=doorbell.DOORBELL_PORT,
+            route=doorbell.route,
+            ghcb_to_regs=doorbell.GHCB_TO_REGS,
+        )
+    )
+    registrar.add_scenario(
+        "snp",
+        "guest-requests",
+        "coco_snp.demo:scenario",
+        "certificates (INVALID_LEN, then the table), page-state changes, termination",
+    )
     registrar.add_command(
         "snp",
         "coco_snp.cli:configure_parser",

@@ -14,10 +14,13 @@ The 2025 separate-exit proposal is registered as ABI
 
 from __future__ import annotations
 
+import attrs
+
 from coco_core.abi import AbiPart, CompletionDuty
 from coco_core.hookspecs import hookimpl
 from coco_core.registry import Registrar
 from coco_core.uapi import KvmExitReason
+from coco_tdx import doorbell
 from coco_tdx.complete import PROPOSAL_2025_DECODERS, RELEASED_DECODERS, TDX_NR
 from coco_tdx.ghci import GET_QUOTE_STATUS, QGS, TDVMCALL
 from coco_tdx.model import MODEL
@@ -133,7 +136,22 @@ def coco_register_vendor(registrar: Registrar) -> None:
     for abi, order in RELEASED_ABIS.items():
         registrar.add_abi(_released_part(abi, order))
     registrar.add_abi(_proposal_part())
-    registrar.add_model(MODEL)
+    # One model part: the kernel's calls plus the emulated TEE's doorbell routing.
+    registrar.add_model(
+        attrs.evolve(
+            MODEL,
+            calls=(*MODEL.calls, doorbell.UNSUPPORTED_CALL),
+            doorbell_port=doorbell.DOORBELL_PORT,
+            route=doorbell.route,
+            ghcb_to_regs=doorbell.GHCB_TO_REGS,
+        )
+    )
+    registrar.add_scenario(
+        "tdx",
+        "td-requests",
+        "coco_tdx.demo:scenario",
+        "event notify, TdVmCallInfo, GetQuote via the development QGS, MapGPA, ReportFatalError",
+    )
     registrar.add_command(
         "tdx", "coco_tdx.cli:configure_parser", "Intel TDX: quotes, the development QGS"
     )

@@ -1,0 +1,97 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The TDX doorbell of the emulated TEE: which guest call a ``TDG.VP.VMCALL`` names.
+
+A guest on the emulated TEE (:mod:`coco_core.emulated`) sets the registers as
+``TDG.VP.VMCALL`` takes them (GHCI 1.5, "TDG.VP.VMCALL Interface") and rings
+:data:`DOORBELL_PORT` (``0x0CC0``, ``coco_core.kvm.doorbell.DOORBELL_TDVMCALL_PORT``)
+instead of executing ``TDCALL``:
+
+======  =====================================================================
+R10     0: a GHCI standard call (non-zero: a vendor-specific, i.e. KVM, hypercall)
+R11     the leaf (:class:`~coco_tdx.uapi.TdvmcallLeaf`)
+R12..   the leaf's arguments, as the GHCI defines them
+======  =====================================================================
+
+and reads R10 (status) and R11..R14 (outputs) afterwards, exactly as after
+``TDCALL``. Nothing is mirrored from a GHCB (``ghcb_to_regs`` is empty): TDX
+passes everything in registers.
+
+:func:`route` maps the leaf to the kernel model's call. Registers that name no
+call the model has (R10 ≠ 0, an unknown leaf) go to :data:`UNSUPPORTED_CALL`,
+which answers in the kernel with R10 = ``TDVMCALL_STATUS_SUBFUNC_UNSUPPORTED``,
+what ``handle_tdvmcall()`` (arch/x86/kvm/vmx/tdx.c, Linux 6.16) does for a leaf
+it does not forward. KVM would treat R10 ≠ 0 as a KVM hypercall
+(``tdx_emulate_vmcall``); the emulated TEE offers none, so it gives the same
+answer.
+
+Interrupts: ``SetupEventNotifyInterrupt`` is answered and the vector recorded,
+but this software KVM does not usefully deliver an injected interrupt to the
+demo guests (no IDT, no APIC set up); the guests poll the GetQuote buffer
+status instead, which the GHCI allows (the Linux guest polls too).
+"""
+
+from __future__ import annotations
+
+from coco_core.kvm.doorbell import DOORBELL_TDVMCALL_PORT
+from coco_core.model.base import GuestCall, GuestCpu, GuestView, KernelContext, ModelPart
+from coco_tdx.ghci import TDVMCALL, TdvmcallStatus
+from coco_tdx.uapi import TdvmcallLeaf
+
+__all__ = [
+    "CALLS",
+    "DOORBELL_MODEL",
+    "DOORBELL_PORT",
+    "GHCB_TO_REGS",
+    "UNSUPPORTED",
+    "UNSUPPORTED_CALL",
+    "route",
+]
+
+#: the TDVMCALL doorbell port (``coco_core.kvm.doorbell.DOORBELL_TDVMCALL_PORT``)
+DOORBELL_PORT = DOORBELL_TDVMCALL_PORT
+#: TDX has no GHCB: nothing to mirror
+GHCB_TO_REGS: dict[str, str] = {}
+#: the model call that answers registers naming no call
+UNSUPPORTED = "tdx.unsupported"
+
+#: leaf (R11) → kernel-model call (coco_tdx.model)
+CALLS: dict[int, str] = {
+    TdvmcallLeaf.GET_TD_VM_CALL_INFO: "tdx.get_tdvmcall_info",
+    TdvmcallLeaf.MAP_GPA: "tdx.map_gpa",
+    TdvmcallLeaf.GET_QUOTE: "tdx.get_quote",
+    TdvmcallLeaf.REPORT_FATAL_ERROR: "tdx.report_fatal_error",
+    TdvmcallLeaf.SETUP_EVENT_NOTIFY_INTERRUPT: "tdx.setup_event_notify",
+}
+
+
+def route(cpu: GuestCpu) -> str | None:
+    """The call a ``TDG.VP.VMCALL`` names: by R11 when R10 is 0, else :data:`UNSUPPORTED`."""
+    if cpu.reg("r10") != 0:
+        return UNSUPPORTED
+    return CALLS.get(cpu.reg("r11"), UNSUPPORTED)
+
+
+def _enter_unsupported(ctx: KernelContext, cpu: GuestCpu) -> GuestView:
+    """``handle_tdvmcall()`` default: R10 = SUBFUNC_UNSUPPORTED, no exit."""
+    status = int(TdvmcallStatus.SUBFUNC_UNSUPPORTED)
+    cpu.regs["r10"] = status
+    return GuestView({"r10": status}, f"R10={TDVMCALL.name_of(status)}")
+
+
+UNSUPPORTED_CALL = GuestCall(
+    UNSUPPORTED,
+    "a TDG.VP.VMCALL KVM does not forward (unknown leaf, or R10 != 0): R10 = "
+    "SUBFUNC_UNSUPPORTED, answered in the kernel (tdx.c handle_tdvmcall, 6.16)",
+    _enter_unsupported,
+    None,
+)
+
+#: Everything the emulated TEE needs from TDX in one part (register it with
+#: ``registrar.add_model(DOORBELL_MODEL)`` next to the kernel model).
+DOORBELL_MODEL = ModelPart(
+    vendor="tdx",
+    calls=(UNSUPPORTED_CALL,),
+    doorbell_port=DOORBELL_PORT,
+    route=route,
+    ghcb_to_regs=GHCB_TO_REGS,
+)
