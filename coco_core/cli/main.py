@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -20,6 +21,29 @@ from typing import Any, NoReturn
 from coco_core.errors import CoCoError
 
 __all__ = ["CoCoArgumentParser", "main"]
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Log records as one line each; an exception shows as its type and message only."""
+
+    def formatException(self, ei: Any) -> str:
+        _, exc, _ = ei
+        return f"({type(exc).__name__}: {exc})"
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text.replace("\n", " ")
+
+
+def _configure_logging(verbose: bool) -> None:
+    root = logging.getLogger()
+    if root.handlers:  # an embedding application configured logging already
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "coco: %(levelname)s: %(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt) if verbose else _OneLineFormatter(fmt))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 class CoCoArgumentParser(argparse.ArgumentParser):
@@ -65,6 +89,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         description="coco: the vendor-neutral framework for the confidential-computing "
         "(CoCo) userspace exits of Linux KVM.",
         epilog="Run 'coco COMMAND --help' for a command's options.",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log more, with full tracebacks"
     )
     parser.set_defaults(func=None, registry=reg)
     sub = parser.add_subparsers(
@@ -187,6 +214,7 @@ def _errors_table(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``coco``; return the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    _configure_logging("-v" in args_list or "--verbose" in args_list)
     try:
         parser = build_parser(args_list)
         args = parser.parse_args(args_list)
