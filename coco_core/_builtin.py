@@ -10,6 +10,8 @@ to the same ABIs.
 
 from __future__ import annotations
 
+import struct
+
 from coco_core.abi import AbiPart, CompletionDuty, Discriminator, ExitDecoder
 from coco_core.hookspecs import hookimpl
 from coco_core.kvmerrno import MAP_GPA_RANGE_ERRNO, MAP_GPA_RANGE_LEGACY, MSR_ERROR
@@ -23,7 +25,6 @@ from coco_core.uapi import (
     KvmHypercallExit,
     KvmIoExit,
     KvmMemoryFaultExit,
-    KvmMsrExit,
     MapGpaRangeAttr,
     MemoryExitFlag,
     generic_union_members,
@@ -33,7 +34,6 @@ __all__ = ["coco_register_vendor", "released_exits"]
 
 _U = EXIT_UNION_OFFSET
 _io = KvmIoExit._c_struct.unpack_from
-_msr = KvmMsrExit._c_struct.unpack_from
 _fault = KvmMemoryFaultExit._c_struct.unpack_from
 _hc = KvmHypercallExit._c_struct.unpack_from
 _RET = _U + 0x38  # kvm_run.hypercall.ret
@@ -51,10 +51,15 @@ def _decode_io(run: memoryview) -> NeutralRequest:
     return PortIo(port, direction == 1, size, count, data_offset)  # KVM_EXIT_IO_OUT 1
 
 
+# exit_reason (at 8) and kvm_run.msr (at 32) in one unpack: reason, error, why, index, data
+_MSR_WITH_REASON = struct.Struct("<I20xB7xIIQ")
+_msr_with_reason = _MSR_WITH_REASON.unpack_from
+_WRMSR = int(KvmExitReason.X86_WRMSR)
+
+
 def _decode_msr(run: memoryview) -> NeutralRequest:
-    reason = int.from_bytes(run[8:12], "little")
-    _err, _pad, why, index, data = _msr(run, _U)
-    return MsrAccess(index, reason == KvmExitReason.X86_WRMSR, data, why)
+    reason, _err, why, index, data = _msr_with_reason(run, 8)
+    return MsrAccess(index, reason == _WRMSR, data, why)
 
 
 def _write_msr(run: memoryview, request: NeutralRequest, raw: int, outcome: Outcome | None) -> None:

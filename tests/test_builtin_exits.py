@@ -1,0 +1,52 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Tests for the core's generic exit decoders (IO, MSR, memory fault)."""
+
+from __future__ import annotations
+
+import struct
+
+from coco_core._builtin import IO, MEMORY_FAULT, RDMSR, WRMSR
+from coco_core.requests import MemoryFault, MsrAccess, PortIo
+from coco_core.status import CoCoStatus, Outcome
+
+
+def _run(reason: int, union: bytes) -> memoryview:
+    run = bytearray(2352)
+    struct.pack_into("<I", run, 8, reason)
+    run[32 : 32 + len(union)] = union
+    return memoryview(run)
+
+
+def test_wrmsr_decodes_index_data_and_direction() -> None:
+    """A WRMSR exit to the GHCB MSR decodes with its index, data, reason and write flag."""
+    union = bytes.fromhex(
+        "00 00000000000000"  # 0x20 msr.error, msr.pad[7]
+        "02000000"  # 0x28 msr.reason = KVM_MSR_EXIT_REASON_UNKNOWN
+        "300101c0"  # 0x2c msr.index = 0xC0010130 (GHCB MSR)
+        "1401000000000000"  # 0x30 msr.data = 0x114
+    )
+    req = WRMSR.decode(_run(30, union))
+    assert req == MsrAccess(0xC0010130, True, 0x114, 2)
+    assert RDMSR.decode(_run(29, union)) == MsrAccess(0xC0010130, False, 0x114, 2)
+
+
+def test_rdmsr_completion_writes_data_only_on_success() -> None:
+    """RDMSR OK writes msr.data and error 0; ERROR writes error 1 (#GP) and leaves data."""
+    run = _run(29, bytes(24))
+    assert RDMSR.write is not None
+    assert RDMSR.error_space is not None
+    RDMSR.write(run, MsrAccess(1, False, 0, 2), 0, Outcome(CoCoStatus.OK, value=0xABCD))
+    assert run[32] == 0
+    assert struct.unpack_from("<Q", run, 48)[0] == 0xABCD
+    run2 = _run(29, bytes(24))
+    RDMSR.write(run2, MsrAccess(1, False, 0, 2), RDMSR.error_space.encode(CoCoStatus.ERROR), None)
+    assert run2[32] == 1
+    assert struct.unpack_from("<Q", run2, 48)[0] == 0
+
+
+def test_io_and_memory_fault_decode() -> None:
+    """Port I/O and memory-fault exits decode to their neutral requests."""
+    io = struct.pack("<BBHIQ", 1, 4, 0x0CCF, 1, 4096)
+    assert IO.decode(_run(2, io)) == PortIo(0x0CCF, True, 4, 1, 4096)
+    fault = struct.pack("<QQQ", 1 << 3, 0x5000, 0x1000)
+    assert MEMORY_FAULT.decode(_run(39, fault)) == MemoryFault(0x5000, 0x1000, True)
