@@ -25,7 +25,7 @@ from coco_core.abi import ExitDecoder
 from coco_core.dispatch import Dispatcher
 from coco_core.registry import Registry
 from coco_core.requests import PortIo
-from coco_core.status import CoCoStatus
+from coco_core.status import CoCoStatus, Outcome
 from coco_core.uapi import KVM_RUN_SIZE
 
 N = 200_000
@@ -158,23 +158,26 @@ def kvm_loops(reg: Registry, exits: int) -> dict[str, Any] | None:
 
         d = Dispatcher(reg, "tdx")
         view = vcpu.run_view
-        state = {"done": False, "exits": 0}
+        done = Outcome(CoCoStatus.OK, detail="guest reported its result")
+        ok = CoCoStatus.OK
+        result_port = RESULT_PORT
 
-        def on_io(req: PortIo, ctx: memoryview) -> CoCoStatus:
-            if req.port == RESULT_PORT:
-                state["done"] = True
-                return CoCoStatus.OK
+        # The same work as the raw loop: answer IN with a byte, stop at the result port.
+        def on_io(req: PortIo, ctx: memoryview) -> CoCoStatus | Outcome:
+            if req.port == result_port:
+                return done
             if not req.out:
                 ctx[req.data_offset] = 0x5A
-            state["exits"] += 1
-            return CoCoStatus.OK
+            return ok
 
         d.on(PortIo, on_io)
         ioctl, fd, run_req, dispatch = fcntl.ioctl, vcpu.fd, ioctls.KVM_RUN, d.dispatch
-        while not state["done"]:
+        exits = 0
+        while True:
             ioctl(fd, run_req, 0)
-            dispatch(view, view)
-        return int(state["exits"])
+            if dispatch(view, view) is done:
+                return exits
+            exits += 1
 
     return kl.main(exits, 3, extra_loops={"coco": kl.python_loop(coco_vcpu_loop)})
 
