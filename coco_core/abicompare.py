@@ -226,6 +226,9 @@ class AbiComparison:
     exits: tuple[ExitChange, ...]
     spaces: tuple[SpaceComparison, ...]
     duties: tuple[DutyChange, ...]
+    #: exits that decode the same request under another number:
+    #: (exit in a, number in a, exit in b, number in b, request kind)
+    renumbered: tuple[tuple[str, int, str, int, str], ...] = ()
 
     @property
     def differs(self) -> bool:
@@ -235,6 +238,7 @@ class AbiComparison:
             or bool(self.exits)
             or any(not s.same for s in self.spaces)
             or bool(self.duties)
+            or bool(self.renumbered)
         )
 
     def render(self, *, markdown: bool = False) -> str:
@@ -248,6 +252,10 @@ class AbiComparison:
             "b": self.b,
             "members": [attrs.asdict(m) for m in self.members],
             "exits": [attrs.asdict(e) for e in self.exits],
+            "renumbered": [
+                {"a": ea, "a_number": na, "b": eb, "b_number": nb, "request": kind}
+                for ea, na, eb, nb, kind in self.renumbered
+            ],
             "spaces": [attrs.asdict(s) for s in self.spaces],
             "duties": [
                 {
@@ -521,9 +529,13 @@ def compare_abis(a: AnyAbi, b: AnyAbi, *, pairs: Mapping[str, str] | None = None
         if ea.get(n) != eb.get(n)
     )
     spaces: list[SpaceComparison] = []
+    renumbered: list[tuple[str, int, str, int, str]] = []
     for da, db in _pair_decoders(a, b):
         sc = compare_spaces(da.name, db.name, da.error_space, db.error_space)
         spaces.append(sc)
+        if da.reason != db.reason:
+            kind = getattr(da.request_type, "kind", da.request_type.__name__)
+            renumbered.append((da.name, da.reason, db.name, db.reason, kind))
     dmap_a = {d.exit: d for d in a.duties}
     dmap_b = {d.exit: d for d in b.duties}
     duties = tuple(
@@ -531,7 +543,9 @@ def compare_abis(a: AnyAbi, b: AnyAbi, *, pairs: Mapping[str, str] | None = None
         for e in sorted(dmap_a.keys() | dmap_b.keys())
         if dmap_a.get(e) != dmap_b.get(e)
     )
-    return AbiComparison(a.name, b.name, tuple(members), exits, tuple(spaces), duties)
+    return AbiComparison(
+        a.name, b.name, tuple(members), exits, tuple(spaces), duties, tuple(renumbered)
+    )
 
 
 # -- rendering ------------------------------------------------------------------------
@@ -582,6 +596,12 @@ def _render(c: AbiComparison, markdown: bool) -> str:
         rows = [[e.name, _num(e.a), _num(e.b)] for e in c.exits]
         tab = table(["exit", c.a, c.b], rows, markdown=markdown)
         out.append(tab if markdown else _indent(tab))
+    for ea, na, eb, nb, kind in c.renumbered:
+        line = f"the {kind} exit moved: {ea} = {na} -> {eb} = {nb}"
+        if markdown:
+            out.append(f"- {line}")
+        else:
+            out.extend(_wrap(line, indent="  "))
     out.append("")
     out.append("## Error spaces" if markdown else "error spaces (completion values):")
     diff = [s for s in c.spaces if not s.same]

@@ -117,3 +117,25 @@ def test_history_tracks_certificate_exit() -> None:
         (("KVM_EXIT_SNP_REQ_CERTS", 43),),
     ]
     assert any("gfn -> gpa" in ch for ch in synthetic[1].changes)
+
+
+def test_real_v1_proposal_against_released_snp_exit() -> None:
+    """KVM_EXIT_COCO v1 vs Linux 7.2: gfn->gpa, u32->u64, ret moved, 40->43, error spaces."""
+    import coco_snp.plugin
+    import coco_tdx.plugin
+    from coco_core.registry import Registry
+
+    reg = Registry.from_plugins([coco_snp.plugin, coco_tdx.plugin])
+    c = compare_abis(reg.abi("kvm-exit-coco-v1"), reg.abi("linux-7.2"))
+    text = c.render()
+    assert "renamed req_certs.gfn -> gpa" in text
+    assert "widened __u32 -> __u64" in text
+    assert "renamed req_certs.ret -> ret moved +20 -> +16" in text
+    assert (
+        c.renumbered[0][:4]
+    ) == ("KVM_EXIT_COCO/KVM_EXIT_COCO_REQ_CERTS", 40, "KVM_EXIT_SNP_REQ_CERTS", 43)
+    (certs,) = [s for s in c.spaces if s.exit_b == "KVM_EXIT_SNP_REQ_CERTS"]
+    assert (certs.space_a, certs.space_b) == ("snp.coco_v1", "snp.req_certs")
+    assert ("BUFFER_TOO_SMALL", 0x1, 28) in certs.translations  # INVALID_LEN -> ENOSPC
+    assert ("RETRY", "ERROR") in certs.fallbacks_a  # v1 had no BUSY code
+    assert max(len(line) for line in text.splitlines()) <= 80
