@@ -327,6 +327,14 @@ class EmulatedRun:
             return False
         return self.result == 0 or (self.result is None and self.final is not None)
 
+    def problem(self) -> str:
+        """Why the run did not pass, for people; empty if the guest reported 0."""
+        if self.rejected is not None or self.unexpected is not None:
+            return f"rejected {self.rejected}, unexpected {self.unexpected}"
+        if self.result == 0:
+            return ""
+        return f"guest result {self.result}; console {self.console!r}"
+
     def report(self, tag: int) -> int | None:
         """The last value the guest reported under ``tag``."""
         found = None

@@ -339,10 +339,7 @@ def _robust_kvm(env: DemoEnv, client: _RecordingClient) -> None:
         on_call=_flusher(env),
         deadline=_DEADLINE,
     )
-    why = "" if run.result == 0 else f"guest result {run.result}; console {run.console!r}"
-    if run.rejected or run.unexpected:
-        why = f"rejected {run.rejected}, unexpected {run.unexpected}"
-    _check_robust(env, box["vmm"], list(run.calls), why)
+    _check_robust(env, box["vmm"], list(run.calls), run.problem())
 
 
 def _robust_model(env: DemoEnv, client: _RecordingClient) -> None:
