@@ -1,4 +1,4 @@
 # SPDX-License-Identifier: Apache-2.0
-"""coco_core/cli."""
+"""The ``coco`` command (entry point :func:`coco_core.cli.main.main`)."""
 
 from __future__ import annotations
