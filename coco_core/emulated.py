@@ -68,6 +68,7 @@ from coco_core.dispatch import Dispatcher, Result
 from coco_core.errors import ConfigurationError
 from coco_core.kvm import ioctls
 from coco_core.kvm.doorbell import DoorbellRouter
+from coco_core.kvm.ports import REPORT_PORT
 from coco_core.kvm.runloop import Action, RunDeadlineExceeded, run_until
 from coco_core.kvm.structs import Regs
 from coco_core.model.base import GuestCpu, GuestMemoryLike, KvmRunRejected, ModelPart
@@ -97,7 +98,6 @@ __all__ = [
 log = logging.getLogger("coco_core.emulated")
 
 #: the guest reports (RDI = tag, RSI = value) to the VMM; see the module docstring
-REPORT_PORT = 0x0CCD
 
 _U64 = (1 << 64) - 1
 _REASON = struct.Struct("<I")

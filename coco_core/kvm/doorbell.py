@@ -43,6 +43,13 @@ import attrs
 
 from coco_core.errors import CoCoError
 from coco_core.kvm import ioctls
+from coco_core.kvm.ports import (
+    CONSOLE_PORT,
+    DOORBELL_TDVMCALL_PORT,
+    DOORBELL_VMGEXIT_PORT,
+    PINGPONG_PORT,
+    RESULT_PORT,
+)
 from coco_core.kvm.runloop import Action, run_until
 from coco_core.kvm.structs import Regs
 from coco_core.kvm.vcpu import Vcpu
@@ -59,11 +66,6 @@ __all__ = [
     "UnexpectedExit",
 ]
 
-DOORBELL_TDVMCALL_PORT = 0x0CC0
-DOORBELL_VMGEXIT_PORT = 0x0CC1
-CONSOLE_PORT = 0x0CCE
-RESULT_PORT = 0x0CCF
-PINGPONG_PORT = 0x0CD0
 
 DoorbellHandler = Callable[[Vcpu, Regs], Regs]
 

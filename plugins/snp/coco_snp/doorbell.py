@@ -41,7 +41,7 @@ R11 (``GHCB_MSR_INFO``) name the request (``GHCB_MSR_PSC_REQ`` → ``snp.psc_msr
 
 from __future__ import annotations
 
-from coco_core.kvm.doorbell import DOORBELL_VMGEXIT_PORT
+from coco_core.kvm.ports import DOORBELL_VMGEXIT_PORT
 from coco_core.model.base import GuestCall, GuestCpu, GuestView, KernelContext, ModelPart
 from coco_snp.uapi import GHCB_MSR_INFO_MASK, GHCB_MSR_PSC_REQ, GHCB_MSR_TERM_REQ, SvmVmgexit
 

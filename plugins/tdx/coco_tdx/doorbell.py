@@ -32,7 +32,7 @@ status instead, which the GHCI allows (the Linux guest polls too).
 
 from __future__ import annotations
 
-from coco_core.kvm.doorbell import DOORBELL_TDVMCALL_PORT
+from coco_core.kvm.ports import DOORBELL_TDVMCALL_PORT
 from coco_core.model.base import GuestCall, GuestCpu, GuestView, KernelContext, ModelPart
 from coco_tdx.ghci import TDVMCALL, TdvmcallStatus
 from coco_tdx.uapi import TdvmcallLeaf
