@@ -126,7 +126,16 @@ def _guid_of(key: uuid.UUID | CertTableKind | str) -> uuid.UUID:
         return key.guid
     if isinstance(key, uuid.UUID):
         return key
-    return uuid.UUID(key)
+    by_name = {k.name.lower(): k for k in CertTableKind}
+    if key.lower() in by_name:
+        return by_name[key.lower()].guid
+    try:
+        return uuid.UUID(key)
+    except ValueError:
+        names = ", ".join(sorted(by_name))
+        raise CertTableError(
+            f"certificate key {key!r} is neither a GUID nor a known kind ({names})"
+        ) from None
 
 
 def build_cert_table(entries: Iterable[tuple[uuid.UUID | CertTableKind | str, bytes]]) -> bytes:

@@ -187,3 +187,14 @@ def test_hostile_entries_raise_only_cert_table_errors(
         assert parsed.header_size <= e.offset
         assert e.offset + e.length <= len(buf)
         assert len(e.data) == e.length
+
+
+def test_build_accepts_kind_names_and_rejects_unknown_keys() -> None:
+    """Entries may be keyed by kind name; an unknown key is a CertTableError naming it."""
+    from coco_snp.certtable import CertTableError, CertTableKind, build_cert_table, parse_cert_table
+
+    table = build_cert_table([("vcek", b"\x30\x01\x00"), ("ARK", b"\x30\x01\x01")])
+    parsed = parse_cert_table(table)
+    assert [e.guid for e in parsed.entries] == [CertTableKind.VCEK.guid, CertTableKind.ARK.guid]
+    with pytest.raises(CertTableError, match="'nonsense' is neither a GUID nor a known kind"):
+        build_cert_table([("nonsense", b"\x30")])
