@@ -69,12 +69,23 @@ def test_block_parser_honours_not_run() -> None:
     assert [(n, r) for n, _, r in got] == [(3, "needs /dev/kvm"), (8, None)]
 
 
-@pytest.mark.parametrize("doc", DOC_FILES, ids=[str(p.relative_to(ROOT)) for p in DOC_FILES])
+def _runnable(doc: Path) -> list[tuple[int, str, str | None]]:
+    return [b for b in python_blocks(doc.read_text(encoding="utf-8")) if b[2] is None]
+
+
+RUNNABLE = [p for p in DOC_FILES if _runnable(p)]
+
+
+def test_the_tutorials_have_runnable_examples() -> None:
+    """The embedding and plugin tutorials carry executed code, not only sketches."""
+    names = {p.relative_to(ROOT).as_posix() for p in RUNNABLE}
+    assert {"docs/tutorial/embedding.md", "docs/tutorial/writing-a-plugin.md"} <= names
+
+
+@pytest.mark.parametrize("doc", RUNNABLE, ids=[str(p.relative_to(ROOT)) for p in RUNNABLE])
 def test_doc_examples_run(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The file's runnable Python blocks execute in order without raising."""
-    blocks = [b for b in python_blocks(doc.read_text(encoding="utf-8")) if b[2] is None]
-    if not blocks:
-        pytest.skip("no runnable python blocks")
+    blocks = _runnable(doc)
     (tmp_path / "testdata").symlink_to(ROOT / "testdata")
     monkeypatch.chdir(tmp_path)
     rel = doc.relative_to(ROOT)
