@@ -50,3 +50,22 @@ def test_io_and_memory_fault_decode() -> None:
     assert IO.decode(_run(2, io)) == PortIo(0x0CCF, True, 4, 1, 4096)
     fault = struct.pack("<QQQ", 1 << 3, 0x5000, 0x1000)
     assert MEMORY_FAULT.decode(_run(39, fault)) == MemoryFault(0x5000, 0x1000, True)
+
+
+def test_fast_request_init_keeps_attrs_semantics() -> None:
+    """Requests built by the fast __init__ are frozen attrs values with defaults and equality."""
+    import attrs
+    import pytest
+
+    from coco_core.requests import MemoryConversion, QuoteRequest, Termination
+
+    m = MemoryConversion(0x1000, 2, True)
+    assert m == MemoryConversion(gpa=0x1000, npages=2, to_private=True, page_size=4096)
+    assert m != MemoryConversion(0x1000, 2, True, 1 << 21)
+    assert hash(QuoteRequest(1, 2)) == hash(QuoteRequest(1, 2))
+    assert Termination("r").message == ""
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        m.gpa = 0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        QuoteRequest(1)  # type: ignore[call-arg]
+    assert attrs.evolve(m, npages=3).npages == 3
