@@ -22,7 +22,6 @@ from coco_core.uapi import (
     EXIT_UNION_OFFSET,
     HypercallNr,
     KvmExitReason,
-    KvmHypercallExit,
     KvmIoExit,
     KvmMemoryFaultExit,
     MapGpaRangeAttr,
@@ -35,7 +34,6 @@ __all__ = ["coco_register_vendor", "released_exits"]
 _U = EXIT_UNION_OFFSET
 _io = KvmIoExit._c_struct.unpack_from
 _fault = KvmMemoryFaultExit._c_struct.unpack_from
-_hc = KvmHypercallExit._c_struct.unpack_from
 _RET = _U + 0x38  # kvm_run.hypercall.ret
 _MSR_ERROR = _U + 0x00  # kvm_run.msr.error
 _MSR_DATA = _U + 0x10  # kvm_run.msr.data
@@ -76,8 +74,13 @@ def _decode_fault(run: memoryview) -> NeutralRequest:
     return MemoryFault(gpa, size, (flags & _PRIVATE) != 0)
 
 
+# kvm_run.hypercall.args[0..2] only (nr at +0 is the discriminator, read already)
+_map_gpa_args = struct.Struct("<8xQQQ").unpack_from
+_put_u64 = struct.Struct("<Q").pack_into
+
+
 def _decode_map_gpa(run: memoryview) -> NeutralRequest:
-    _nr, a0, a1, a2, _a3, _a4, _a5, _ret, _flags = _hc(run, _U)
+    a0, a1, a2 = _map_gpa_args(run, _U)
     # args[2] bits 1:0 page size, bit 4 ENCRYPTED (kvm_para.h); other bits stay
     # in the raw exit, not in the request.
     return MemoryConversion(a0, a1, (a2 & _ENCRYPTED) != 0, _PAGE_SIZES[a2 & 3])
@@ -86,7 +89,7 @@ def _decode_map_gpa(run: memoryview) -> NeutralRequest:
 def _write_hypercall_ret(
     run: memoryview, request: NeutralRequest, raw: int, outcome: Outcome | None
 ) -> None:
-    run[_RET : _RET + 8] = raw.to_bytes(8, "little")
+    _put_u64(run, _RET, raw)
 
 
 IO = ExitDecoder("KVM_EXIT_IO", KvmExitReason.IO, None, "kvm", PortIo, _decode_io, None, None, None)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from coco_core.abi import Discriminator, ExitDecoder
 from coco_core.errors import ConfigurationError
@@ -38,6 +38,12 @@ Handler = Callable[[Any, Any], Result]
 Tracer = Callable[[CoCoExit], None]
 
 _read_reason = EXIT_REASON_STRUCT.unpack_from
+
+
+class _DispatchFn(Protocol):
+    def __call__(self, run: memoryview | bytearray, context: Any = None) -> Result | Unsupported:
+        """Dispatch one exit."""
+        ...
 
 
 class _Entry:
@@ -92,6 +98,9 @@ class Dispatcher:
         self.tracer = tracer
         self._handlers: dict[type[NeutralRequest], Handler] = {}
         self._table = self._build(registry.decoders_for(abi, vendor), the_abi.discriminators)
+        self._fast = self._compile()
+        # The instance attribute shadows the method: callers get the closure directly.
+        self.dispatch = self._fast  # type: ignore[method-assign]
 
     @staticmethod
     def _build(
@@ -160,54 +169,78 @@ class Dispatcher:
             registered no handler, or :class:`Unsupported` (untouched) for an
             exit no plugin claims.
         """
-        # Kept flat on purpose: this is the per-exit path (see module docstring).
-        reason = _read_reason(run, EXIT_REASON)[0]
-        entry = self._table.get(reason)
-        disc = None
-        if entry is not None and entry.read is not None:
-            disc = entry.read(run, entry.read_offset)[0]
-            sub = entry.sub.get(disc)
-            entry = sub if sub is not None else entry.fallback
-        if entry is None:
-            return _unsupported(run, reason, disc)
-        dec = entry.decoder
-        assert dec is not None
-        try:
-            request = dec.decode(run)  # type: ignore[arg-type]  # bytearray works as well
-        except Exception:  # a decoder bug must not take the VMM down
-            log.exception("%s: decoder failed on exit %d; completing with ERROR", dec.name, reason)
-            return self._complete_failed(entry, run, reason, disc)
-        handler = self._handlers.get(dec.request_type)
-        if handler is None:
-            if dec.default_status is None:
-                if isinstance(request, Unsupported):
-                    return request
+        # Each instance replaces this with the closure _compile() builds; this
+        # body only runs if someone calls Dispatcher.dispatch(instance, ...).
+        return self._fast(run, context)
+
+    def _compile(self) -> _DispatchFn:
+        """The per-exit path as a closure: every table and helper is a local.
+
+        Kept flat on purpose (see the module docstring): one reason read, one
+        or two dict lookups, the decoder, the handler, one encode lookup, one
+        write.
+        """
+        table_get = self._table.get
+        handlers_get = self._handlers.get
+        read_reason = _read_reason
+        status_type = CoCoStatus
+        outcome_type = Outcome
+        error = CoCoStatus.ERROR
+        vendor = self.vendor
+
+        def dispatch(run: memoryview | bytearray, context: Any = None) -> Result | Unsupported:
+            reason = read_reason(run, EXIT_REASON)[0]
+            entry = table_get(reason)
+            disc = None
+            if entry is not None and entry.read is not None:
+                disc = entry.read(run, entry.read_offset)[0]
+                sub = entry.sub.get(disc)
+                entry = sub if sub is not None else entry.fallback
+            if entry is None:
                 return _unsupported(run, reason, disc)
-            result: Result = dec.default_status
-        else:
+            dec = entry.decoder
+            assert dec is not None
             try:
-                result = handler(request, context)
-            except Exception:  # the documented rule: log, answer ERROR, keep running
-                log.exception("%s %s: handler raised for %r", self.vendor, dec.name, request)
-                result = CoCoStatus.ERROR
-            if type(result) is not CoCoStatus and not isinstance(result, Outcome):
-                log.error(
-                    "%s %s: handler returned %r, not a CoCoStatus or Outcome; answering ERROR",
-                    self.vendor,
-                    dec.name,
-                    result,
+                request = dec.decode(run)  # type: ignore[arg-type]  # bytearray works as well
+            except Exception:  # a decoder bug must not take the VMM down
+                log.exception(
+                    "%s: decoder failed on exit %d; completing with ERROR", dec.name, reason
                 )
-                result = CoCoStatus.ERROR
-        write = dec.write
-        if write is not None:
-            raw = entry.encode.get(result) if type(result) is CoCoStatus else None
-            if raw is not None:
-                write(run, request, raw, None)  # type: ignore[arg-type]
+                return self._complete_failed(entry, run, reason, disc)
+            handler = handlers_get(dec.request_type)
+            if handler is None:
+                if dec.default_status is None:
+                    if isinstance(request, Unsupported):
+                        return request
+                    return _unsupported(run, reason, disc)
+                result: Result = dec.default_status
             else:
-                result = self._write_outcome(dec, run, request, result)
-        if self.tracer is not None:
-            self._trace(dec, run, reason, request, result)
-        return result
+                try:
+                    result = handler(request, context)
+                except Exception:  # the documented rule: log, answer ERROR, keep running
+                    log.exception("%s %s: handler raised for %r", vendor, dec.name, request)
+                    result = error
+                if type(result) is not status_type and not isinstance(result, outcome_type):
+                    log.error(
+                        "%s %s: handler returned %r, not a CoCoStatus or Outcome; answering ERROR",
+                        vendor,
+                        dec.name,
+                        result,
+                    )
+                    result = error
+            write = dec.write
+            if write is not None:
+                raw = entry.encode.get(result) if type(result) is status_type else None
+                if raw is not None:
+                    write(run, request, raw, None)  # type: ignore[arg-type]
+                else:
+                    result = self._write_outcome(dec, run, request, result)
+            if self.tracer is not None:
+                self._trace(dec, run, reason, request, result)
+            return result
+
+        dispatch.__doc__ = Dispatcher.dispatch.__doc__
+        return dispatch
 
     # -- the rest -------------------------------------------------------------------
 
