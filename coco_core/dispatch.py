@@ -99,8 +99,10 @@ class Dispatcher:
         self._handlers: dict[type[NeutralRequest], Handler] = {}
         self._table = self._build(registry.decoders_for(abi, vendor), the_abi.discriminators)
         self._fast = self._compile()
-        # The instance attribute shadows the method: callers get the closure directly.
-        self.dispatch = self._fast  # type: ignore[method-assign]
+        if type(self).dispatch is Dispatcher.dispatch:
+            # The instance attribute shadows the method, so callers get the closure
+            # directly; a subclass that overrides dispatch() keeps its override.
+            self.dispatch = self._fast  # type: ignore[method-assign]
 
     @staticmethod
     def _build(
