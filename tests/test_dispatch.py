@@ -378,3 +378,21 @@ def test_handler_returning_garbage_is_answered_with_error(caplog: pytest.LogCapt
     assert d.dispatch(run) is CoCoStatus.ERROR
     assert struct.unpack_from("<Q", run, 88)[0] == MAP_GPA_RANGE_ERRNO.encode(CoCoStatus.ERROR)
     assert "not a CoCoStatus or Outcome" in caplog.text
+
+
+def test_subclass_override_of_dispatch_is_kept() -> None:
+    """A Dispatcher subclass that overrides dispatch() gets its override, not the closure."""
+    from coco_core.registry import Registry
+
+    calls: list[int] = []
+
+    class Counting(Dispatcher):
+        def dispatch(self, run: Any, context: Any = None) -> Any:
+            calls.append(1)
+            return super().dispatch(run, context)
+
+    d = Counting(Registry.from_plugins([example]), "example", "example-1")
+    run = bytearray(2352)
+    struct.pack_into("<I", run, 8, 44)
+    d.dispatch(run)
+    assert calls == [1]
