@@ -171,6 +171,18 @@ class DemoEnv:
             )
         self._unclaimed.clear()
 
+    def flush_each_call(self, vendor: str) -> Callable[[Any], None]:
+        """An ``on_call`` hook for :class:`~coco_core.emulated.EmulatedTee`: one flush per call.
+
+        The hook receives the emulated TEE's call record and flushes the exits
+        traced during it with the record's summary as what the guest saw.
+        """
+
+        def on_call(record: Any) -> None:
+            self.flush(vendor, record.summary)
+
+        return on_call
+
     def check(self, ok: bool, what: str) -> None:
         """Record one expectation about what the guest saw."""
         self.checks += 1

@@ -91,6 +91,7 @@ __all__ = [
     "EmulatedTee",
     "TeeCall",
     "cpu_from_regs",
+    "fnv1a32",
     "regs_from_cpu",
     "run_guest",
 ]
@@ -327,13 +328,22 @@ class EmulatedRun:
             return False
         return self.result == 0 or (self.result is None and self.final is not None)
 
-    def problem(self) -> str:
-        """Why the run did not pass, for people; empty if the guest reported 0."""
-        if self.rejected is not None or self.unexpected is not None:
-            return f"rejected {self.rejected}, unexpected {self.unexpected}"
-        if self.result == 0:
-            return ""
-        return f"guest result {self.result}; console {self.console!r}"
+    def problem(self, final: str | None = None) -> str:
+        """Why the run did not pass, for people; empty if it did.
+
+        :param final: the call the guest must end with (``tdx.report_fatal_error``);
+            None if it must report 0 on the result port instead.
+        """
+        if self.rejected is not None:
+            return f"a completion KVM would reject: {self.rejected.summary}"
+        if self.unexpected is not None:
+            return f"unexpected exit {self.unexpected}"
+        ended = (
+            self.result == 0
+            if final is None
+            else (self.final is not None and self.final.name == final)
+        )
+        return "" if ended else f"guest fail code {self.result}; console {self.console!r}"
 
     def report(self, tag: int) -> int | None:
         """The last value the guest reported under ``tag``."""
@@ -499,3 +509,15 @@ def run_guest(
     finally:
         if own:
             handle.close()
+
+
+def fnv1a32(data: bytes) -> int:
+    """32-bit FNV-1a, as the emulated guests compute it (``fnv1a32`` in emulated.S).
+
+    The demo guests report this checksum of what they received so the VMM can
+    compare it with what it wrote; a real guest would not need it.
+    """
+    h = 0x811C9DC5  # FNV offset basis (32-bit)
+    for b in data:
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF  # FNV prime (32-bit)
+    return h

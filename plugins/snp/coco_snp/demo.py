@@ -25,12 +25,11 @@ model's ``vm_state["snp.req_certs"]`` is set.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from coco_core.demo import DemoEnv
-from coco_core.emulated import EmulatedGuest, EmulatedRun, EmulatedTee, TeeCall, run_guest
+from coco_core.emulated import EmulatedGuest, EmulatedTee, TeeCall, fnv1a32, run_guest
 from coco_core.errors import CoCoError
 from coco_core.kvm.guestbuild import GUEST_RAM_SIZE
 from coco_core.kvm.vm import GuestMemory
@@ -52,7 +51,7 @@ from coco_snp.uapi import (
     SvmVmgexit,
 )
 
-__all__ = ["fnv1a32", "scenario"]
+__all__ = ["scenario"]
 
 # -- the guest's memory map (snp_demo.S; keep in sync) --------------------------------------
 CERT_BUF = 0x320000
@@ -64,14 +63,6 @@ CERTIFICATES = ("certs/ark_milan.pem", "certs/ask_milan.pem", "reports/milan_v2_
 _INVALID_LEN = SNP_GUEST_VMM_ERR_INVALID_LEN << 32
 _GENERIC = SNP_GUEST_VMM_ERR_GENERIC << 32
 _DEADLINE = 30.0
-
-
-def fnv1a32(data: bytes) -> int:
-    """32-bit FNV-1a, as the demo guests compute it (``fnv1a32`` in emulated.S)."""
-    h = 0x811C9DC5
-    for b in data:
-        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
-    return h
 
 
 def _store(testdata: Path) -> CertificateStore:
@@ -111,13 +102,6 @@ class _Vmm:
     def _terminate(self, request: Termination, context: Any) -> CoCoStatus:
         self.terminations.append(request)
         return CoCoStatus.OK
-
-
-def _flusher(env: DemoEnv) -> Callable[[TeeCall], None]:
-    def on_call(record: TeeCall) -> None:
-        env.flush("snp", record.summary)
-
-    return on_call
 
 
 def _enable(tee: EmulatedTee) -> None:
@@ -160,16 +144,6 @@ def _check(env: DemoEnv, vmm: _Vmm, reports: dict[int, int], why: str) -> None:
     )
 
 
-def _run_problem(run: EmulatedRun, final: str) -> str:
-    if run.rejected is not None:
-        return f"a completion KVM would reject: {run.rejected.summary}"
-    if run.unexpected is not None:
-        return f"unexpected exit {run.unexpected}"
-    if run.final is None or run.final.name != final:
-        return f"guest fail code {run.result}; console {run.console!r}"
-    return ""
-
-
 def _run_kvm(env: DemoEnv, store: CertificateStore) -> None:
     box: dict[str, _Vmm] = {}
 
@@ -183,10 +157,10 @@ def _run_kvm(env: DemoEnv, store: CertificateStore) -> None:
         "snp_demo",
         prepare=prepare,
         dispatcher=env.dispatcher("snp"),
-        on_call=_flusher(env),
+        on_call=env.flush_each_call("snp"),
         deadline=_DEADLINE,
     )
-    _check(env, box["vmm"], dict(run.reports), _run_problem(run, "snp.term_msr"))
+    _check(env, box["vmm"], dict(run.reports), run.problem("snp.term_msr"))
 
 
 def _call(tee: EmulatedTee, **regs: int) -> dict[str, int]:
@@ -201,7 +175,9 @@ def _call(tee: EmulatedTee, **regs: int) -> dict[str, int]:
 def _run_model(env: DemoEnv, store: CertificateStore) -> None:
     memory = GuestMemory.from_buffer(0, bytearray(GUEST_RAM_SIZE))
     vmm = _Vmm(env, memory, store, env.dispatcher("snp"))
-    tee = EmulatedTee(env.registry, "snp", memory, vmm.dispatcher, on_call=_flusher(env))
+    tee = EmulatedTee(
+        env.registry, "snp", memory, vmm.dispatcher, on_call=env.flush_each_call("snp")
+    )
     _enable(tee)
     problems: list[str] = []
     reports: dict[int, int] = {}
@@ -292,7 +268,7 @@ def _robust_kvm(env: DemoEnv, store: CertificateStore) -> None:
         "doorbell_garbage",
         prepare=prepare,
         dispatcher=env.dispatcher("snp"),
-        on_call=_flusher(env),
+        on_call=env.flush_each_call("snp"),
         deadline=_DEADLINE,
     )
     _check_robust(env, box["vmm"], list(run.calls), run.problem())
@@ -314,7 +290,9 @@ def _robust_model(env: DemoEnv, store: CertificateStore) -> None:
     memory = GuestMemory.from_buffer(0, bytearray(GUEST_RAM_SIZE))
     vmm = _Vmm(env, memory, store, env.dispatcher("snp"))
     vmm.dispatcher.on(CertificateRequest, _raise)
-    tee = EmulatedTee(env.registry, "snp", memory, vmm.dispatcher, on_call=_flusher(env))
+    tee = EmulatedTee(
+        env.registry, "snp", memory, vmm.dispatcher, on_call=env.flush_each_call("snp")
+    )
     _enable(tee)
     calls: list[TeeCall] = []
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from coco_core.demo import DemoEnv
-from coco_core.emulated import EmulatedGuest, EmulatedRun, EmulatedTee, TeeCall, run_guest
+from coco_core.emulated import EmulatedGuest, EmulatedRun, EmulatedTee, TeeCall, fnv1a32, run_guest
 from coco_core.errors import CoCoError
 from coco_core.kvm.guestbuild import GUEST_RAM_SIZE
 from coco_core.kvm.vm import GuestMemory
@@ -51,7 +51,7 @@ from coco_tdx.service import (
 )
 from coco_tdx.uapi import TdvmcallLeaf
 
-__all__ = ["fnv1a32", "scenario"]
+__all__ = ["scenario"]
 
 # -- the guest's memory map (tdx_demo.S; keep in sync) --------------------------------------
 QUOTE_BUF = 0x300000
@@ -67,14 +67,6 @@ TAG_INFO_R11, TAG_QUOTE_LEN, TAG_QUOTE_VERSION, TAG_QUOTE_FNV1A = 1, 2, 3, 4
 GARBAGE_CALLS = 16  # doorbell_garbage.S GARBAGE_CALLS
 _HEADER = struct.Struct("<QQII")  # struct tdx_quote_buf header: version, status, in_len, out_len
 _DEADLINE = 30.0
-
-
-def fnv1a32(data: bytes) -> int:
-    """32-bit FNV-1a, as the demo guests compute it (``fnv1a32`` in emulated.S)."""
-    h = 0x811C9DC5
-    for b in data:
-        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
-    return h
 
 
 class _RecordingClient:
@@ -133,13 +125,6 @@ def _tdreport(testdata: Path) -> bytes:
     return reports[-1].read_bytes()[:1024]
 
 
-def _flusher(env: DemoEnv) -> Any:
-    def on_call(record: TeeCall) -> None:
-        env.flush("tdx", record.summary)
-
-    return on_call
-
-
 # -- the main steps ----------------------------------------------------------------------------
 
 
@@ -193,28 +178,17 @@ def _run_kvm(env: DemoEnv, client: _RecordingClient, report: bytes) -> None:
         "tdx_demo",
         prepare=prepare,
         dispatcher=env.dispatcher("tdx"),
-        on_call=_flusher(env),
+        on_call=env.flush_each_call("tdx"),
         deadline=_DEADLINE,
     )
     vmm = box["vmm"]
     vmm.wait_idle()
-    why = _run_problem(run, "tdx.report_fatal_error")
+    why = run.problem("tdx.report_fatal_error")
     _check(env, vmm, client, _reports(run), why)
 
 
 def _reports(run: EmulatedRun) -> dict[int, int]:
     return dict(run.reports)
-
-
-def _run_problem(run: EmulatedRun, final: str) -> str:
-    """Empty if the guest ran to ``final``; else what went wrong, for the check line."""
-    if run.rejected is not None:
-        return f"a completion KVM would reject: {run.rejected.summary}"
-    if run.unexpected is not None:
-        return f"unexpected exit {run.unexpected}"
-    if run.final is None or run.final.name != final:
-        return f"guest fail code {run.result}; console {run.console!r}"
-    return ""
 
 
 def _call(tee: EmulatedTee, **regs: int) -> GuestCpu:
@@ -226,7 +200,9 @@ def _call(tee: EmulatedTee, **regs: int) -> GuestCpu:
 def _run_model(env: DemoEnv, client: _RecordingClient, report: bytes) -> None:
     memory = GuestMemory.from_buffer(0, bytearray(GUEST_RAM_SIZE))
     vmm = _Vmm(env, memory, client)
-    tee = EmulatedTee(env.registry, "tdx", memory, vmm.dispatcher, on_call=_flusher(env))
+    tee = EmulatedTee(
+        env.registry, "tdx", memory, vmm.dispatcher, on_call=env.flush_each_call("tdx")
+    )
     problems: list[str] = []
     reports: dict[int, int] = {}
 
@@ -336,7 +312,7 @@ def _robust_kvm(env: DemoEnv, client: _RecordingClient) -> None:
         "doorbell_garbage",
         prepare=prepare,
         dispatcher=env.dispatcher("tdx"),
-        on_call=_flusher(env),
+        on_call=env.flush_each_call("tdx"),
         deadline=_DEADLINE,
     )
     _check_robust(env, box["vmm"], list(run.calls), run.problem())
@@ -346,7 +322,9 @@ def _robust_model(env: DemoEnv, client: _RecordingClient) -> None:
     memory = GuestMemory.from_buffer(0, bytearray(GUEST_RAM_SIZE))
     vmm = _Vmm(env, memory, client)
     vmm.dispatcher.on(TdvmcallInfoQuery, _raise)
-    tee = EmulatedTee(env.registry, "tdx", memory, vmm.dispatcher, on_call=_flusher(env))
+    tee = EmulatedTee(
+        env.registry, "tdx", memory, vmm.dispatcher, on_call=env.flush_each_call("tdx")
+    )
     calls = [
         tee.answer(GuestCpu(regs={"r10": 0, "r11": TdvmcallLeaf.GET_TD_VM_CALL_INFO, "r12": 1}))
     ]
