@@ -179,7 +179,7 @@ def kvm_loops(reg: Registry, exits: int) -> dict[str, Any] | None:
                 return exits
             exits += 1
 
-    return kl.main(exits, 3, extra_loops={"coco": kl.python_loop(coco_vcpu_loop)})
+    return kl.main(exits, 5, extra_loops={"coco": kl.python_loop(coco_vcpu_loop)})
 
 
 def main() -> None:
