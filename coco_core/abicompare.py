@@ -229,6 +229,8 @@ class AbiComparison:
     #: exits that decode the same request under another number:
     #: (exit in a, number in a, exit in b, number in b, request kind)
     renumbered: tuple[tuple[str, int, str, int, str], ...] = ()
+    #: what the comparison left out, and why (an imported file declares only part)
+    notes: tuple[str, ...] = ()
 
     @property
     def differs(self) -> bool:
@@ -257,6 +259,7 @@ class AbiComparison:
                 for ea, na, eb, nb, kind in self.renumbered
             ],
             "spaces": [attrs.asdict(s) for s in self.spaces],
+            "notes": list(self.notes),
             "duties": [
                 {
                     "exit": d.exit,
@@ -332,20 +335,28 @@ def _pair_members(
     for x in ma:
         if x not in used_a and x in mb and x not in used_b:
             pair(x, x, "name")
-    # 3. shared field names, where one side cannot say what it decodes
-    for x, lay_a in ma.items():
+    # 3. shared field names, where one side cannot say what it decodes: the most
+    #    similar pairs first, over all members (not greedily in header order,
+    #    which let `hypercall` take a struct that shares only `ret` and `flags`
+    #    with it from `snp_req_certs`, which shares `gpa`, `npages`, `ret`)
+    scored: list[tuple[float, int, int, str, str]] = []
+    for ia, (x, lay_a) in enumerate(ma.items()):
         if x in used_a:
             continue
         names_a = {leaf.leaf for leaf in _leaves(lay_a) if not leaf.padding}
-        best: tuple[int, str] | None = None
         for y, lay_b in mb.items():
             if y in used_b or (ra.get(x) and rb.get(y)):
                 continue
-            common = len(names_a & {leaf.leaf for leaf in _leaves(lay_b) if not leaf.padding})
-            if common and (best is None or common > best[0]):
-                best = (common, y)
-        if best is not None:
-            pair(x, best[1], "fields")
+            names_b = {leaf.leaf for leaf in _leaves(lay_b) if not leaf.padding}
+            common = len(names_a & names_b)
+            if common:
+                # Jaccard similarity: shared names over all names, so a big union
+                # member sharing a few common names (`ret`, `flags`) loses to a
+                # small struct sharing nearly all of them.
+                scored.append((-common / len(names_a | names_b), -common, ia, x, y))
+    for *_, x, y in sorted(scored):
+        if x not in used_a and y not in used_b:
+            pair(x, y, "fields")
     for x in ma:
         if x not in used_a:
             pairs.append((x, None, ""))
@@ -523,9 +534,17 @@ def compare_abis(a: AnyAbi, b: AnyAbi, *, pairs: Mapping[str, str] | None = None
             )
         )
     ea, eb = a.exits, b.exits
+    names = ea.keys() | eb.keys()
+    if isinstance(a, ImportedAbi) or isinstance(b, ImportedAbi):
+        # A header excerpt or a patch defines a few exits, not the whole list: compare
+        # the names it defines and any number it gives that the other side uses.
+        part = dict(ea) if isinstance(a, ImportedAbi) else dict(eb)
+        other = eb if isinstance(a, ImportedAbi) else ea
+        taken = {num: n for n, num in other.items()}
+        names = set(part) | {taken[num] for num in part.values() if num in taken}
     exits = tuple(
         ExitChange(n, ea.get(n), eb.get(n))
-        for n in sorted(ea.keys() | eb.keys(), key=lambda n: (ea.get(n, eb.get(n, 0)), n))
+        for n in sorted(names, key=lambda n: (ea.get(n, eb.get(n, 0)), n))
         if ea.get(n) != eb.get(n)
     )
     spaces: list[SpaceComparison] = []
@@ -543,9 +562,35 @@ def compare_abis(a: AnyAbi, b: AnyAbi, *, pairs: Mapping[str, str] | None = None
         for e in sorted(dmap_a.keys() | dmap_b.keys())
         if dmap_a.get(e) != dmap_b.get(e)
     )
+    notes: list[str] = []
+    for side, rest in ((a, b), (b, a)):
+        if isinstance(side, ImportedAbi) and not isinstance(rest, ImportedAbi):
+            # A file declares a struct or two, not a whole ABI: what only the registered
+            # side has is not a difference, so name it once instead of listing it.
+            left_out = [m.member_a or m.member_b for m in members if _only_on(m, rest)]
+            members = [m for m in members if not _only_on(m, rest)]
+            duties = ()
+            if left_out:
+                notes.append(
+                    f"{side.name} declares no {', '.join(str(x) for x in left_out)} "
+                    f"(members of {rest.name} not compared); no completion duties"
+                )
     return AbiComparison(
-        a.name, b.name, tuple(members), exits, tuple(spaces), duties, tuple(renumbered)
+        a.name,
+        b.name,
+        tuple(members),
+        exits,
+        tuple(spaces),
+        duties,
+        tuple(renumbered),
+        tuple(notes),
     )
+
+
+def _only_on(m: MemberComparison, abi: AnyAbi) -> bool:
+    """True if ``m`` is a member only ``abi`` has."""
+    name = m.member_a if m.member_b is None else m.member_b if m.member_a is None else None
+    return name is not None and name in abi.union_members
 
 
 # -- rendering ------------------------------------------------------------------------
@@ -564,6 +609,8 @@ def _render(c: AbiComparison, markdown: bool) -> str:
     out: list[str] = []
     h1 = f"# {c.a} vs {c.b}" if markdown else f"{c.a} -> {c.b}"
     out.append(h1)
+    for note in c.notes:
+        out.extend([f"> {note}"] if markdown else _wrap(f"note: {note}", indent=""))
     out.append("")
     out.append("## Union members" if markdown else "union members (offsets within the member):")
     for m in c.members:

@@ -146,3 +146,30 @@ def test_check_without_header(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = _run(capsys, "abi", "check")
     assert rc == 0
     assert "0 mismatches" in out
+
+
+def test_compare_a_struct_pasted_from_a_patch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reviewer's patch file compares against linux-7.2: paired by fields, only real changes."""
+    patch = tmp_path / "v8.patch"
+    patch.write_text(
+        "--- a/include/uapi/linux/kvm.h\n"
+        "+++ b/include/uapi/linux/kvm.h\n"
+        "@@ -140,6 +140,12 @@\n"
+        "+#define KVM_EXIT_SNP_REQ_CERTS_V8 44\n"
+        "+struct kvm_exit_snp_req_certs_v8 {\n"
+        "+\t__u64 gpa;\n"
+        "+\t__u32 npages;\n"
+        "+\t__u32 flags;\n"
+        "+\t__u64 ret;\n"
+        "+};\n"
+    )
+    rc = main(["abi", "compare", "linux-7.2", str(patch), "--struct", "kvm_exit_snp_req_certs_v8"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "snp_req_certs ~ kvm_exit_snp_req_certs_v8 (paired by fields)" in out
+    assert "npages: narrowed __u64 -> __u32" in out
+    assert "added flags (__u32 at +12)" in out
+    assert "KVM_EXIT_SNP_REQ_CERTS_V8  -          44" in out
+    assert "KVM_EXIT_HLT" not in out  # exits the patch does not define are not listed
