@@ -208,6 +208,11 @@ def main() -> None:
             "coco_vs_python": round(loops["coco"][1] / loops["python_raw"][1], 3),
         }
         result["threads2_scaling"] = round(loops["coco"][2] / loops["coco"][1], 3)
+        # the same ratio for the raw loop: the ceiling the GIL leaves on this host
+        result["threads2_scaling_python_raw"] = round(
+            loops["python_raw"][2] / loops["python_raw"][1], 3
+        )
+        result["threads2_scaling_c"] = round(loops["c"][2] / loops["c"][1], 3)
     print(json.dumps(result))
 
 
