@@ -49,10 +49,12 @@ class _DispatchFn(Protocol):
 class _Entry:
     """A table slot: a decoder, or a discriminator with its sub-table."""
 
-    __slots__ = ("decoder", "encode", "fallback", "read", "read_offset", "sub")
+    __slots__ = ("decoder", "encode", "fallback", "handler", "read", "read_offset", "sub")
 
     def __init__(self) -> None:
         self.decoder: ExitDecoder | None = None
+        #: the VMM's handler for this decoder's request type, set by Dispatcher.on()
+        self.handler: Handler | None = None
         self.encode: dict[CoCoStatus, int] = {}
         self.read: Callable[[Any, int], tuple[int]] | None = None
         self.read_offset = 0
@@ -133,8 +135,24 @@ class Dispatcher:
     # -- handlers -------------------------------------------------------------------
 
     def on(self, request_type: type[R], handler: Callable[[R, Any], Result]) -> None:
-        """Answer every ``request_type`` request with ``handler(request, context)``."""
+        """Answer every ``request_type`` request with ``handler(request, context)``.
+
+        The handler is stored in every table slot whose decoder produces
+        ``request_type``, so the per-exit path needs no lookup for it.
+        """
         self._handlers[request_type] = handler
+        for entry in self._leaves():
+            if entry.decoder is not None and entry.decoder.request_type is request_type:
+                entry.handler = handler
+
+    def _leaves(self) -> list[_Entry]:
+        out: list[_Entry] = []
+        for e in self._table.values():
+            out.append(e)
+            out.extend(e.sub.values())
+            if e.fallback is not None:
+                out.append(e.fallback)
+        return out
 
     def handles(self) -> frozenset[type[NeutralRequest]]:
         """The request types the VMM registered handlers for."""
@@ -183,7 +201,6 @@ class Dispatcher:
         write.
         """
         table_get = self._table.get
-        handlers_get = self._handlers.get
         read_reason = _read_reason
         status_type = CoCoStatus
         outcome_type = Outcome
@@ -209,7 +226,7 @@ class Dispatcher:
                     "%s: decoder failed on exit %d; completing with ERROR", dec.name, reason
                 )
                 return self._complete_failed(entry, run, reason, disc)
-            handler = handlers_get(dec.request_type)
+            handler = entry.handler
             if handler is None:
                 if dec.default_status is None:
                     if isinstance(request, Unsupported):
