@@ -78,7 +78,8 @@ def test_errors_table_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "example.status: example_attest.ret, copied verbatim into the guest's RAX"
-    assert "BUFFER_TOO_SMALL     0x2  EXAMPLE_INVALID (fallback)" in lines
+    assert "BUFFER_TOO_SMALL     0x2  EXAMPLE_INVALID *" in lines
+    assert max(len(line) for line in lines) <= 80
     assert "0x3  EXAMPLE_ERROR    ERROR" in lines
 
 

@@ -35,10 +35,9 @@ def render_space(space: ErrorSpace, *, markdown: bool) -> str:
             space.names.get(v, hex(v)) for v in sorted(space.kernel_accepts)
         )
     rows = [
-        [status, f"{raw:#x}", name + (" (fallback)" if fb else "")]
-        for status, raw, name, fb in space.rows()
+        [status, f"{raw:#x}", name + (" *" if fb else "")] for status, raw, name, fb in space.rows()
     ]
-    enc = table(["neutral status", "raw", "name"], rows, markdown=markdown)
+    enc = table(["neutral status", "raw", "name (* = fallback)"], rows, markdown=markdown)
     codes = [
         [f"{raw:#x}", name, _status_name(space, raw)] for raw, name in sorted(space.names.items())
     ]
@@ -46,7 +45,15 @@ def render_space(space: ErrorSpace, *, markdown: bool) -> str:
     src = f"source: {space.source}" if space.source else ""
     if markdown:
         return f"### `{space.id}`\n\n{space.title}\n\n{meta}\n\n{enc}\n\n{dec}\n\n{src}".rstrip()
+    head, meta, src = (_wrap80(x) for x in (head, meta, src))
     return f"{head}\n{meta}\n\n{enc}\n\n{dec}\n{src}".rstrip()
+
+
+def _wrap80(text: str) -> str:
+    """Wrap prose for an 80-column mail; continuation lines are indented."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, 80, subsequent_indent="  ", break_on_hyphens=False))
 
 
 def _status_name(space: ErrorSpace, raw: int) -> str:
