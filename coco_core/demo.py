@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -25,6 +25,9 @@ from coco_core.model.kernel import KernelModel
 from coco_core.registry import DEFAULT_ABI, Registry
 from coco_core.requests import NeutralRequest, Unsupported
 from coco_core.status import CoCoStatus, Outcome
+
+if TYPE_CHECKING:
+    from coco_core.emulated import EmulatedGuest, EmulatedRun
 
 __all__ = ["DemoEnv", "ExitLine", "default_testdata"]
 
@@ -182,6 +185,31 @@ class DemoEnv:
             self.flush(vendor, record.summary)
 
         return on_call
+
+    def run_guest(
+        self,
+        vendor: str,
+        guest_name: str,
+        prepare: Callable[[EmulatedGuest], None],
+        deadline: float,
+    ) -> EmulatedRun:
+        """Run a demo guest on real KVM behind ``vendor``'s emulated TEE, traced into lines.
+
+        The dispatcher is :meth:`dispatcher`'s and every doorbell call is flushed
+        as one line (:meth:`flush_each_call`). Returns the
+        :class:`~coco_core.emulated.EmulatedRun`.
+        """
+        from coco_core.emulated import run_guest  # the KVM backend only when a guest runs
+
+        return run_guest(
+            self.registry,
+            vendor,
+            guest_name,
+            prepare=prepare,
+            dispatcher=self.dispatcher(vendor),
+            on_call=self.flush_each_call(vendor),
+            deadline=deadline,
+        )
 
     def check(self, ok: bool, what: str) -> None:
         """Record one expectation about what the guest saw."""

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from coco_core.demo import DemoEnv
-from coco_core.emulated import EmulatedGuest, EmulatedTee, TeeCall, fnv1a32, run_guest
+from coco_core.emulated import EmulatedGuest, EmulatedTee, TeeCall, fnv1a32
 from coco_core.errors import CoCoError
 from coco_core.kvm.guestbuild import GUEST_RAM_SIZE
 from coco_core.kvm.vm import GuestMemory
@@ -151,15 +151,7 @@ def _run_kvm(env: DemoEnv, store: CertificateStore) -> None:
         box["vmm"] = _Vmm(env, guest.memory, store, guest.dispatcher)
         _enable(guest.tee)
 
-    run = run_guest(
-        env.registry,
-        "snp",
-        "snp_demo",
-        prepare=prepare,
-        dispatcher=env.dispatcher("snp"),
-        on_call=env.flush_each_call("snp"),
-        deadline=_DEADLINE,
-    )
+    run = env.run_guest("snp", "snp_demo", prepare, _DEADLINE)
     _check(env, box["vmm"], dict(run.reports), run.problem("snp.term_msr"))
 
 
@@ -262,15 +254,7 @@ def _robust_kvm(env: DemoEnv, store: CertificateStore) -> None:
         vcpu = guest.booted.vcpus[0]
         vcpu.set_regs(vcpu.get_regs().replace(rdi=1))  # vendor 1: SNP
 
-    run = run_guest(
-        env.registry,
-        "snp",
-        "doorbell_garbage",
-        prepare=prepare,
-        dispatcher=env.dispatcher("snp"),
-        on_call=env.flush_each_call("snp"),
-        deadline=_DEADLINE,
-    )
+    run = env.run_guest("snp", "doorbell_garbage", prepare, _DEADLINE)
     _check_robust(env, box["vmm"], list(run.calls), run.problem())
 
 

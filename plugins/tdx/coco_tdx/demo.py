@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from coco_core.demo import DemoEnv
-from coco_core.emulated import EmulatedGuest, EmulatedRun, EmulatedTee, TeeCall, fnv1a32, run_guest
+from coco_core.emulated import EmulatedGuest, EmulatedRun, EmulatedTee, TeeCall, fnv1a32
 from coco_core.errors import CoCoError
 from coco_core.kvm.guestbuild import GUEST_RAM_SIZE
 from coco_core.kvm.vm import GuestMemory
@@ -172,15 +172,7 @@ def _run_kvm(env: DemoEnv, client: _RecordingClient, report: bytes) -> None:
         box["vmm"] = _Vmm(env, guest.memory, client, guest.dispatcher)
         guest.memory.write(TDREPORT_GPA, report)
 
-    run = run_guest(
-        env.registry,
-        "tdx",
-        "tdx_demo",
-        prepare=prepare,
-        dispatcher=env.dispatcher("tdx"),
-        on_call=env.flush_each_call("tdx"),
-        deadline=_DEADLINE,
-    )
+    run = env.run_guest("tdx", "tdx_demo", prepare, _DEADLINE)
     vmm = box["vmm"]
     vmm.wait_idle()
     why = run.problem("tdx.report_fatal_error")
@@ -306,15 +298,7 @@ def _robust_kvm(env: DemoEnv, client: _RecordingClient) -> None:
         vcpu = guest.booted.vcpus[0]
         vcpu.set_regs(vcpu.get_regs().replace(rdi=0))  # vendor 0: TDX
 
-    run = run_guest(
-        env.registry,
-        "tdx",
-        "doorbell_garbage",
-        prepare=prepare,
-        dispatcher=env.dispatcher("tdx"),
-        on_call=env.flush_each_call("tdx"),
-        deadline=_DEADLINE,
-    )
+    run = env.run_guest("tdx", "doorbell_garbage", prepare, _DEADLINE)
     _check_robust(env, box["vmm"], list(run.calls), run.problem())
 
 
