@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 
-from coco_core.abi import AbiPart, CompletionDuty, Discriminator, ExitDecoder
+from coco_core.abi import AbiPart, CompletionDuty, Discriminator, ExitDecoder, StatusField
 from coco_core.hookspecs import hookimpl
 from coco_core.kvmerrno import MAP_GPA_RANGE_ERRNO, MAP_GPA_RANGE_LEGACY, MSR_ERROR
 from coco_core.registry import Registrar
@@ -37,6 +37,9 @@ _fault = KvmMemoryFaultExit._c_struct.unpack_from
 _RET = _U + 0x38  # kvm_run.hypercall.ret
 _MSR_ERROR = _U + 0x00  # kvm_run.msr.error
 _MSR_DATA = _U + 0x10  # kvm_run.msr.data
+#: where a plain status lands (the writers below write only these for a CoCoStatus)
+_RET_FIELD = StatusField(_RET, "<Q", "kvm_run.hypercall.ret")
+_MSR_ERROR_FIELD = StatusField(_MSR_ERROR, "<B", "kvm_run.msr.error")
 
 # Indexed by args[2] & 3 (KVM_MAP_GPA_RANGE_PAGE_SZ_4K 0, _2M 1, _1G 2, kvm_para.h);
 # 3 is undefined and kept at 4 KiB so the page count alone bounds the range.
@@ -103,6 +106,7 @@ RDMSR = ExitDecoder(
     _write_msr,
     MSR_ERROR,
     None,
+    status_field=_MSR_ERROR_FIELD,
 )
 WRMSR = ExitDecoder(
     "KVM_EXIT_X86_WRMSR",
@@ -114,6 +118,7 @@ WRMSR = ExitDecoder(
     _write_msr,
     MSR_ERROR,
     None,
+    status_field=_MSR_ERROR_FIELD,
 )
 MEMORY_FAULT = ExitDecoder(
     "KVM_EXIT_MEMORY_FAULT",
@@ -139,6 +144,7 @@ def map_gpa_decoder(legacy: bool) -> ExitDecoder:
         _decode_map_gpa,
         _write_hypercall_ret,
         MAP_GPA_RANGE_LEGACY if legacy else MAP_GPA_RANGE_ERRNO,
+        status_field=_RET_FIELD,
     )
 
 

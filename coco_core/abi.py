@@ -24,6 +24,7 @@ from coco_core.errorspace import ErrorSpace
 from coco_core.layout import Layout
 from coco_core.requests import NeutralRequest
 from coco_core.status import CoCoStatus, Outcome
+from coco_core.uapi import EXIT_UNION_OFFSET, EXIT_UNION_SIZE
 
 __all__ = [
     "Abi",
@@ -31,6 +32,7 @@ __all__ = [
     "CompletionDuty",
     "Discriminator",
     "ExitDecoder",
+    "StatusField",
     "WriteBack",
 ]
 
@@ -60,6 +62,54 @@ class Discriminator:
         return struct.Struct(self.fmt)
 
 
+_STATUS_FORMATS = {"<B": 1, "<H": 2, "<I": 4, "<Q": 8}
+
+
+@attrs.frozen
+class StatusField:
+    """The one ``kvm_run`` field a plain status completion writes.
+
+    Declared by a decoder whose :attr:`ExitDecoder.write`, given a
+    :class:`~coco_core.status.CoCoStatus` (no :class:`~coco_core.status.Outcome`),
+    writes exactly the encoded value into this field and nothing else. The
+    dispatcher then packs the value itself instead of calling ``write``; the
+    conformance kit checks both give the same bytes for every status.
+
+    :param offset: offset of the field from the start of ``kvm_run``.
+    :param fmt: :mod:`struct` format of the field: ``"<B"``, ``"<H"``, ``"<I"`` or ``"<Q"``.
+    :param field: its C access path, for people (``"kvm_run.tdx.ret"``).
+
+    .. versionadded:: 0.2
+    """
+
+    offset: int
+    fmt: str
+    field: str
+
+    def __attrs_post_init__(self) -> None:
+        if self.fmt not in _STATUS_FORMATS:
+            known = ", ".join(_STATUS_FORMATS)
+            raise ValueError(
+                f"{self.field}: status field format {self.fmt!r} is not one of {known}"
+            )
+        end = EXIT_UNION_OFFSET + EXIT_UNION_SIZE
+        if not EXIT_UNION_OFFSET <= self.offset <= end - self.size:
+            raise ValueError(
+                f"{self.field}: status field at {self.offset}..{self.offset + self.size} is "
+                f"outside the exit union ({EXIT_UNION_OFFSET}..{end})"
+            )
+
+    @property
+    def size(self) -> int:
+        """The field's size in bytes."""
+        return _STATUS_FORMATS[self.fmt]
+
+    @property
+    def writer(self) -> Callable[[memoryview | bytearray, int, int], None]:
+        """A precompiled ``pack_into(buffer, offset, value)`` for the field."""
+        return struct.Struct(self.fmt).pack_into
+
+
 @attrs.frozen
 class ExitDecoder:
     """How one ``(exit reason, discriminator)`` becomes a request, and is completed.
@@ -78,6 +128,9 @@ class ExitDecoder:
     :param default_status: the answer when the VMM has no handler for the
         request; None leaves the exit untouched and hands it back to the VMM.
     :param fallback: True for the decoder of sub-calls nobody else claims.
+    :param status_field: where a plain status lands, if ``write`` writes that
+        one field and nothing else for a :class:`CoCoStatus`; the dispatcher
+        then writes it without calling ``write`` (see :class:`StatusField`).
     """
 
     name: str
@@ -90,6 +143,7 @@ class ExitDecoder:
     error_space: ErrorSpace | None
     default_status: CoCoStatus | None = CoCoStatus.UNSUPPORTED
     fallback: bool = False
+    status_field: StatusField | None = None
 
     @property
     def key(self) -> tuple[int, int | None]:

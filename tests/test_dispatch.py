@@ -9,6 +9,7 @@ from typing import Any
 
 import coco_example.plugin as example
 import pytest
+from attrs import evolve as attrs_evolve
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -396,3 +397,90 @@ def test_subclass_override_of_dispatch_is_kept() -> None:
     struct.pack_into("<I", run, 8, 44)
     d.dispatch(run)
     assert calls == [1]
+
+
+# -- status fields and re-linking ----------------------------------------------------
+
+
+def test_every_registered_status_field_matches_its_write() -> None:
+    """Core and plugin decoders that declare a status field write exactly it for every status."""
+    from coco_core.testing.kit import status_field_problems
+
+    reg = Registry.from_entry_points()
+    checked = 0
+    for abi in reg.abis.values():
+        for dec in abi.decoders:
+            if dec.status_field is None:
+                continue
+            image = kvm_run_image(dec.reason, bytes(range(256)), fill=0x5A)
+            assert status_field_problems(abi, dec, bytes(image)) == []
+            checked += 1
+    assert checked >= 20  # MSR x2, MAP_GPA, SNP and TDX ret fields, across the ABIs
+
+
+def _acme_abi(dec: ExitDecoder) -> Any:
+    from coco_core.abi import Abi
+
+    member = {"example_attest": example._union_member()}
+    part = AbiPart("acme-1", "acme", "test", False, union_members=member, decoders=(dec,))
+    return Abi("acme-1", (part,))
+
+
+def test_status_field_at_the_wrong_offset_is_found() -> None:
+    """A status field that is not the member it names is reported with both places."""
+    from coco_core.abi import StatusField
+    from coco_core.testing.kit import status_field_problems
+
+    wrong = attrs_evolve(
+        example.ATTEST, status_field=StatusField(0x28, "<I", "kvm_run.example_attest.ret")
+    )
+    (problem,) = status_field_problems(_acme_abi(wrong), wrong, bytes(kvm_run_image(44)))
+    assert "declared at 40 size 4, layout says (44, 4)" in problem
+
+
+def test_status_field_that_write_does_not_match_is_found() -> None:
+    """A write() that writes more than the status field, for a plain status, is caught."""
+    from coco_core.testing.kit import status_field_problems
+
+    def write_more(
+        run: memoryview, request: NeutralRequest, raw: int, outcome: Outcome | None
+    ) -> None:
+        run[0x2C:0x30] = raw.to_bytes(4, "little")
+        run[0x28] = 0xFF  # clobbers len: not what the status field says
+
+    wrong = attrs_evolve(example.ATTEST, write=write_more)
+    problems = status_field_problems(_acme_abi(wrong), wrong, bytes(kvm_run_image(44)))
+    assert len(problems) == len(CoCoStatus)
+    assert "0x0028: 00 != ff" in problems[0]
+
+
+def test_status_field_outside_the_union_is_refused() -> None:
+    """A status field must lie inside the exit union and have a plain integer format."""
+    from coco_core.abi import StatusField
+
+    with pytest.raises(ValueError, match="outside the exit union"):
+        StatusField(284, "<Q", "kvm_run.x.ret")
+    with pytest.raises(ValueError, match="is not one of"):
+        StatusField(48, "<q", "kvm_run.x.ret")
+
+
+def test_handler_registered_after_dispatch_was_taken(d: Dispatcher) -> None:
+    """A VMM that kept d.dispatch before calling on() still reaches the new handler."""
+    dispatch = d.dispatch
+    buf = attest_run()
+    assert dispatch(buf) is CoCoStatus.UNSUPPORTED  # the decoder's default, no handler yet
+    d.on(QuoteRequest, lambda r, c: CoCoStatus.RETRY)
+    buf = attest_run()
+    assert dispatch(buf) is CoCoStatus.RETRY
+    assert buf[RET] == (1).to_bytes(4, "little")
+
+
+def test_tracer_set_after_construction_sees_exits(d: Dispatcher) -> None:
+    """Setting the tracer later makes the next exits traced; None stops it."""
+    seen: list[CoCoExit] = []
+    d.on(QuoteRequest, lambda r, c: CoCoStatus.OK)
+    d.tracer = seen.append
+    d.dispatch(attest_run())
+    d.tracer = None
+    d.dispatch(attest_run())
+    assert [ev.name for ev in seen] == ["KVM_EXIT_EXAMPLE_ATTEST"]

@@ -68,7 +68,7 @@ from hypothesis import strategies as st
 
 from coco_core import hookspecs
 from coco_core import requests as neutral_requests
-from coco_core.abi import AbiPart
+from coco_core.abi import Abi, AbiPart, ExitDecoder
 from coco_core.dispatch import Dispatcher
 from coco_core.errors import CoCoError
 from coco_core.errorspace import CodeError, ErrorSpace, UnknownCode
@@ -355,6 +355,42 @@ _FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 _UNION = slice(EXIT_UNION_OFFSET, EXIT_UNION_OFFSET + EXIT_UNION_SIZE)
+
+
+def status_field_problems(abi: Abi, dec: ExitDecoder, kvm_run: bytes) -> list[str]:
+    """What is wrong with ``dec.status_field`` under ``abi``, for one ``kvm_run`` image.
+
+    The field must name a ``kvm_run`` member of the ABI's (gcc-checked) layout
+    at the same offset and size, and for every status the decoder's space
+    encodes, packing the value into the field must give exactly the bytes
+    ``dec.write(run, request, raw, None)`` gives. Empty when all holds.
+    """
+    from coco_core.cli.abi import kvm_run_offsets
+
+    field = dec.status_field
+    if field is None:
+        return []
+    where = f"{abi.name} {dec.name}: status field {field.field}"
+    if dec.write is None or dec.error_space is None:
+        return [f"{where}: the decoder has no write() or no error space to encode with"]
+    member = kvm_run_offsets(abi).get(field.field)
+    if member is None:
+        return [f"{where}: not a kvm_run member of {abi.name}"]
+    if member != (field.offset, field.size):
+        return [f"{where}: declared at {field.offset} size {field.size}, layout says {member}"]
+    problems: list[str] = []
+    request = dec.decode(memoryview(bytearray(kvm_run)))
+    for status in CoCoStatus:
+        raw = dec.error_space.encode(status)
+        by_write, by_field = bytearray(kvm_run), bytearray(kvm_run)
+        dec.write(memoryview(by_write), request, raw, None)
+        field.writer(by_field, field.offset, raw)
+        if by_write != by_field:
+            problems.append(
+                f"{where}: {status.name} ({raw:#x}): write() gives "
+                f"{_describe_diff(bytes(by_field), bytes(by_write))}"
+            )
+    return problems
 
 
 @functools.cache
@@ -647,6 +683,30 @@ class PluginConformance:
             assert space.name_of(raw) is None
             with pytest.raises(CodeError):
                 space.check_vendor_code(raw, CoCoStatus.OK)
+
+        check()
+
+    def test_status_fields_match_write(self) -> None:
+        """A decoder's status field is its layout's member, and writes what its write() writes."""
+        decs = [
+            (self.registry.abi(part.abi), dec)
+            for part in self.own_parts()
+            for dec in part.decoders
+            if dec.status_field is not None
+        ]
+        if not decs:
+            pytest.skip("no decoder of the plugin declares a status field")
+
+        @_FUZZ
+        @given(data=st.data())
+        def check(data: st.DataObject) -> None:
+            abi, dec = data.draw(st.sampled_from(decs), label="decoder")
+            image = bytearray(
+                data.draw(st.binary(min_size=KVM_RUN_SIZE, max_size=KVM_RUN_SIZE), label="kvm_run")
+            )
+            image[8:12] = dec.reason.to_bytes(4, "little")
+            problems = status_field_problems(abi, dec, bytes(image))
+            assert not problems, "\n".join(problems)
 
         check()
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import struct
 
-from coco_core.abi import Discriminator, ExitDecoder
+from coco_core.abi import Discriminator, ExitDecoder, StatusField
 from coco_core.model.base import GuestMemoryLike
 from coco_core.requests import CertificateRequest, NeutralRequest, Termination
 from coco_core.status import Outcome
@@ -104,6 +104,11 @@ _V2_RET = _U + 0x08  # coco.ret
 _V2_NPAGES = _U + 0x18  # coco.req_certs.npages
 _V3_NPAGES = _U + 0x08  # snp_req_certs.npages (u32)
 _V3_RET = _U + 0x0C  # snp_req_certs.ret (u32)
+# For a plain status each writer below writes only ``ret`` (the page count needs an Outcome).
+_REL_RET_FIELD = StatusField(_REL_RET, "<Q", "kvm_run.snp_req_certs.ret")
+_V1_RET_FIELD = StatusField(_V1_RET, "<I", "kvm_run.coco.req_certs.ret")
+_V2_RET_FIELD = StatusField(_V2_RET, "<I", "kvm_run.coco.ret")
+_V3_RET_FIELD = StatusField(_V3_RET, "<I", "kvm_run.snp_req_certs.ret")
 
 
 def _needed(outcome: Outcome | None, limit: int) -> int | None:
@@ -144,6 +149,7 @@ def _req_certs(reason: int, space_v2: bool = False) -> ExitDecoder:
         _decode_released,
         _write_released,
         REQ_CERTS_ERRNO_V2 if space_v2 else REQ_CERTS,
+        status_field=_REL_RET_FIELD,
     )
 
 
@@ -179,6 +185,7 @@ REQ_CERTS_V3 = ExitDecoder(
     _decode_v3,
     _write_v3,
     REQ_CERTS_ERRNO_V2,
+    status_field=_V3_RET_FIELD,
 )
 
 # -- v1: KVM_EXIT_COCO 40, nr u8, req_certs {gfn u64, npages u32, ret u32} -----------------
@@ -209,6 +216,7 @@ COCO_V1_REQ_CERTS = ExitDecoder(
     _decode_v1,
     _write_v1,
     REQ_CERTS_COCO_V1,
+    status_field=_V1_RET_FIELD,
 )
 
 # -- v2: KVM_EXIT_COCO 40, nr u8, ret u32 in the header, req_certs {gfn, npages u32} --------
@@ -235,6 +243,7 @@ COCO_V2_REQ_CERTS = ExitDecoder(
     _decode_v2,
     _write_v2,
     REQ_CERTS_ERRNO_V2,
+    status_field=_V2_RET_FIELD,
 )
 
 # -- termination: KVM_EXIT_SYSTEM_EVENT / KVM_SYSTEM_EVENT_SEV_TERM ------------------------

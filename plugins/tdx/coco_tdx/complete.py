@@ -29,7 +29,7 @@ import struct
 
 import attrs
 
-from coco_core.abi import Discriminator, ExitDecoder
+from coco_core.abi import Discriminator, ExitDecoder, StatusField
 from coco_core.requests import (
     EventNotifySetup,
     NeutralRequest,
@@ -80,6 +80,12 @@ _sysev = KvmSystemEventExit._c_struct.unpack_from
 _RET = struct.Struct("<Q")
 #: ret, leaf (written back unchanged), r11, r12, r13, r14: one pack at offset 48
 _INFO = struct.Struct("<6Q")
+# a plain status is ``ret`` alone for every writer but GetTdVmCallInfo's
+_GQ_RET = StatusField(TDX_RET_OFFSET, "<Q", "kvm_run.tdx.get_quote.ret")
+_SEN_RET = StatusField(TDX_RET_OFFSET, "<Q", "kvm_run.tdx.setup_event_notify.ret")
+_UNKNOWN_RET = StatusField(TDX_RET_OFFSET, "<Q", "kvm_run.tdx.unknown.ret")
+_GQ_RET_2025 = StatusField(_U, "<Q", "kvm_run.tdx_get_quote.ret")
+_SEN_RET_2025 = StatusField(_U, "<Q", "kvm_run.tdx_setup_event_notify.ret")
 _U64_MASK = (1 << 64) - 1
 
 #: where ``KVM_EXIT_TDX`` keeps its sub-call: ``kvm_run.tdx.nr`` (§1.3: offset 40)
@@ -171,6 +177,7 @@ GET_QUOTE = ExitDecoder(
     _decode_get_quote,
     _write_ret,
     TDVMCALL,
+    status_field=_GQ_RET,
 )
 SETUP_EVENT_NOTIFY = ExitDecoder(
     "KVM_EXIT_TDX/SETUP_EVENT_NOTIFY_INTERRUPT",
@@ -181,6 +188,7 @@ SETUP_EVENT_NOTIFY = ExitDecoder(
     _decode_setup_event_notify,
     _write_ret,
     TDVMCALL,
+    status_field=_SEN_RET,
 )
 GET_TDVMCALL_INFO = ExitDecoder(
     "KVM_EXIT_TDX/GET_TD_VM_CALL_INFO",
@@ -205,6 +213,7 @@ UNKNOWN_NR = ExitDecoder(
     TDVMCALL,
     default_status=None,
     fallback=True,
+    status_field=_UNKNOWN_RET,
 )
 
 
@@ -309,6 +318,7 @@ PROPOSAL_2025_DECODERS = (
         _decode_get_quote_2025,
         _write_ret_2025,
         TDVMCALL,
+        status_field=_GQ_RET_2025,
     ),
     ExitDecoder(
         "KVM_EXIT_TDX_SETUP_EVENT_NOTIFY",
@@ -319,5 +329,6 @@ PROPOSAL_2025_DECODERS = (
         _decode_setup_event_notify_2025,
         _write_ret_2025,
         TDVMCALL,
+        status_field=_SEN_RET_2025,
     ),
 )
