@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """The dispatcher: decode, call the VMM's handler, complete. No pluggy on this path.
 
-The table is built once from the registry for one vendor under one ABI. Per
-exit the work is: read ``exit_reason`` (and a sub-call number where the exit
-has one), one dict lookup, one ``unpack_from`` in the plugin's decoder, one
-handler call, one dict lookup to encode the status, one ``pack_into``.
+The table is built once from the registry for one vendor under one ABI, and
+every exit gets one function with its decoder, handler and completion bound
+in. Per exit the work is: read ``exit_reason`` (and a sub-call number where the
+exit has one), one dict lookup, one ``unpack_from`` in the plugin's decoder,
+one handler call, one dict lookup to encode the status, one ``pack_into``.
 
 The dispatcher never raises for guest-controlled input. A handler that raises
 is logged with the exit's details and the exit is completed with the vendor's
@@ -38,6 +39,10 @@ Handler = Callable[[Any, Any], Result]
 Tracer = Callable[[CoCoExit], None]
 
 _read_reason = EXIT_REASON_STRUCT.unpack_from
+
+
+#: one exit's whole handling: ``fn(run, context) -> result``
+_ExitFn = Callable[[Any, Any], "Result | Unsupported"]
 
 
 class _DispatchFn(Protocol):
@@ -79,6 +84,9 @@ class Dispatcher:
     :param tracer: called with a :class:`CoCoExit` after each completion
         (costs one object per exit; leave None on a hot loop).
 
+    Register handlers with :meth:`on` (and set :attr:`tracer`) before the
+    vCPUs run: each rebuilds the per-exit functions.
+
     .. versionadded:: 0.1
     """
 
@@ -97,14 +105,27 @@ class Dispatcher:
         self.registry = registry
         self.vendor = vendor
         self.abi = abi
-        self.tracer = tracer
+        self._tracer = tracer
         self._handlers: dict[type[NeutralRequest], Handler] = {}
         self._table = self._build(registry.decoders_for(abi, vendor), the_abi.discriminators)
+        #: exit reason -> the function that handles it whole (see _relink)
+        self._fns: dict[int, _ExitFn] = {}
+        self._relink()
         self._fast = self._compile()
         if type(self).dispatch is Dispatcher.dispatch:
             # The instance attribute shadows the method, so callers get the closure
             # directly; a subclass that overrides dispatch() keeps its override.
             self.dispatch = self._fast  # type: ignore[method-assign]
+
+    @property
+    def tracer(self) -> Tracer | None:
+        """Called with a :class:`CoCoExit` after each completion, or None."""
+        return self._tracer
+
+    @tracer.setter
+    def tracer(self, tracer: Tracer | None) -> None:
+        self._tracer = tracer
+        self._relink()
 
     @staticmethod
     def _build(
@@ -137,13 +158,14 @@ class Dispatcher:
     def on(self, request_type: type[R], handler: Callable[[R, Any], Result]) -> None:
         """Answer every ``request_type`` request with ``handler(request, context)``.
 
-        The handler is stored in every table slot whose decoder produces
-        ``request_type``, so the per-exit path needs no lookup for it.
+        The handler is bound into the function of every exit whose decoder
+        produces ``request_type``, so the per-exit path needs no lookup for it.
         """
         self._handlers[request_type] = handler
         for entry in self._leaves():
             if entry.decoder is not None and entry.decoder.request_type is request_type:
                 entry.handler = handler
+        self._relink()
 
     def _leaves(self) -> list[_Entry]:
         out: list[_Entry] = []
@@ -171,15 +193,6 @@ class Dispatcher:
 
     # -- the hot path ---------------------------------------------------------------
 
-    def _lookup(self, run: memoryview | bytearray) -> tuple[_Entry | None, int, int | None]:
-        reason = _read_reason(run, EXIT_REASON)[0]
-        entry = self._table.get(reason)
-        if entry is None or entry.read is None:
-            return entry, reason, None
-        disc = entry.read(run, entry.read_offset)[0]
-        sub = entry.sub.get(disc)
-        return (sub if sub is not None else entry.fallback), reason, disc
-
     def dispatch(self, run: memoryview | bytearray, context: Any = None) -> Result | Unsupported:
         """Decode the exit in ``run``, call its handler, write the completion.
 
@@ -194,74 +207,223 @@ class Dispatcher:
         return self._fast(run, context)
 
     def _compile(self) -> _DispatchFn:
-        """The per-exit path as a closure: every table and helper is a local.
-
-        Kept flat on purpose (see the module docstring): one reason read, one
-        or two dict lookups, the decoder, the handler, one encode lookup, one
-        write.
-        """
-        table_get = self._table.get
+        """The per-exit entry point: read the reason, look up its function, call it."""
+        fns_get = self._fns.get
         read_reason = _read_reason
-        status_type = CoCoStatus
-        outcome_type = Outcome
-        error = CoCoStatus.ERROR
-        vendor = self.vendor
+        at = EXIT_REASON
 
         def dispatch(run: memoryview | bytearray, context: Any = None) -> Result | Unsupported:
-            reason = read_reason(run, EXIT_REASON)[0]
-            entry = table_get(reason)
-            disc = None
-            if entry is not None and entry.read is not None:
-                disc = entry.read(run, entry.read_offset)[0]
-                sub = entry.sub.get(disc)
-                entry = sub if sub is not None else entry.fallback
-            if entry is None:
-                return _unsupported(run, reason, disc)
-            dec = entry.decoder
-            assert dec is not None
-            try:
-                request = dec.decode(run)  # type: ignore[arg-type]  # bytearray works as well
-            except Exception:  # a decoder bug must not take the VMM down
-                log.exception(
-                    "%s: decoder failed on exit %d; completing with ERROR", dec.name, reason
-                )
-                return self._complete_failed(entry, run, reason, disc)
-            handler = entry.handler
-            if handler is None:
-                if dec.default_status is None:
-                    if isinstance(request, Unsupported):
-                        return request
-                    return _unsupported(run, reason, disc)
-                result: Result = dec.default_status
-            else:
-                try:
-                    result = handler(request, context)
-                except Exception:  # the documented rule: log, answer ERROR, keep running
-                    log.exception("%s %s: handler raised for %r", vendor, dec.name, request)
-                    result = error
-                if type(result) is not status_type and not isinstance(result, outcome_type):
-                    log.error(
-                        "%s %s: handler returned %r, not a CoCoStatus or Outcome; answering ERROR",
-                        vendor,
-                        dec.name,
-                        result,
-                    )
-                    result = error
-            write = dec.write
-            if write is not None:
-                raw = entry.encode.get(result) if type(result) is status_type else None
-                if raw is not None:
-                    write(run, request, raw, None)  # type: ignore[arg-type]
-                else:
-                    result = self._write_outcome(dec, run, request, result)
-            if self.tracer is not None:
-                self._trace(dec, run, reason, request, result)
-            return result
+            reason = read_reason(run, at)[0]
+            fn = fns_get(reason)
+            if fn is None:
+                return _unsupported(run, reason, None)
+            return fn(run, context)
 
         dispatch.__doc__ = Dispatcher.dispatch.__doc__
         return dispatch
 
+    def _relink(self) -> None:
+        """Build the function of every exit from its decoder and handler.
+
+        Start-up work, redone by :meth:`on` and the :attr:`tracer` setter. The
+        keys never change after construction, so updating the dict in place
+        swaps each function atomically for a dispatch running meanwhile.
+        """
+        fns: dict[int, _ExitFn] = {}
+        for reason, entry in self._table.items():
+            if entry.read is None:
+                fns[reason] = self._exit_fn(entry, reason, None, None, 0)
+            else:
+                fns[reason] = self._subcall_fn(entry, reason)
+        self._fns.update(fns)
+
+    def _subcall_fn(self, top: _Entry, reason: int) -> _ExitFn:
+        """An exit with sub-calls: read the number, call the sub-call's function."""
+        read = top.read
+        at = top.read_offset
+        assert read is not None
+        sub_get = {
+            disc: self._exit_fn(entry, reason, disc, None, 0) for disc, entry in top.sub.items()
+        }.get
+        fallback = (
+            self._exit_fn(top.fallback, reason, None, read, at)
+            if top.fallback is not None
+            else None
+        )
+
+        def by_subcall(run: memoryview | bytearray, context: Any) -> Result | Unsupported:
+            disc = read(run, at)[0]
+            fn = sub_get(disc)
+            if fn is not None:
+                return fn(run, context)
+            if fallback is not None:
+                return fallback(run, context)
+            return _unsupported(run, reason, disc)
+
+        return by_subcall
+
+    def _exit_fn(
+        self,
+        entry: _Entry,
+        reason: int,
+        disc: int | None,
+        read: Callable[[Any, int], tuple[int]] | None,
+        read_at: int,
+    ) -> _ExitFn:
+        """One exit (or sub-call) whole: decode, handle, write.
+
+        Kept flat on purpose (see the module docstring). A plain
+        :class:`CoCoStatus` result is written here with one ``pack_into`` (the
+        decoder's :class:`~coco_core.abi.StatusField`) or one ``write`` call;
+        an :class:`Outcome`, a bad result or a tracer take :meth:`_finish`.
+        ``read``/``read_at`` give the sub-call number of a fallback decoder,
+        read again only on the slow paths.
+        """
+        dec = entry.decoder
+        assert dec is not None
+        decode = dec.decode
+        handler = entry.handler
+        vendor = self.vendor
+        name = dec.name
+        error = CoCoStatus.ERROR
+        status_type = CoCoStatus
+        finish = self._finish
+
+        def disc_of(run: memoryview | bytearray) -> int | None:
+            return disc if read is None else read(run, read_at)[0]
+
+        def decode_failed(run: memoryview | bytearray) -> Result:
+            log.exception("%s: decoder failed on exit %d; completing with ERROR", name, reason)
+            return self._complete_failed(entry, run, reason, disc_of(run))
+
+        if handler is None:
+            default = dec.default_status
+            if default is None:
+
+                def hand_back(run: memoryview | bytearray, context: Any) -> Result | Unsupported:
+                    try:
+                        request = decode(run)  # type: ignore[arg-type]  # bytearray works too
+                    except Exception:  # a decoder bug must not take the VMM down
+                        return decode_failed(run)
+                    if isinstance(request, Unsupported):
+                        return request
+                    return _unsupported(run, reason, disc_of(run))
+
+                return hand_back
+
+            def answer_default(request: Any, context: Any, default: CoCoStatus = default) -> Result:
+                return default
+
+            handler = answer_default
+
+        if self._tracer is not None or (dec.write is not None and not entry.encode):
+            # Traced, or a completion without an error space: the general path.
+            def general(run: memoryview | bytearray, context: Any) -> Result | Unsupported:
+                try:
+                    request = decode(run)  # type: ignore[arg-type]
+                except Exception:
+                    return decode_failed(run)
+                try:
+                    result = handler(request, context)
+                except Exception:  # the documented rule: log, answer ERROR, keep running
+                    log.exception("%s %s: handler raised for %r", vendor, name, request)
+                    result = error
+                return finish(entry, run, request, result, reason)
+
+            return general
+
+        encode = entry.encode
+        write = dec.write
+        if write is None:
+            # No completion (termination, port I/O): nothing to write for a status.
+            def no_write(run: memoryview | bytearray, context: Any) -> Result | Unsupported:
+                try:
+                    request = decode(run)  # type: ignore[arg-type]
+                except Exception:
+                    return decode_failed(run)
+                try:
+                    result = handler(request, context)
+                except Exception:
+                    log.exception("%s %s: handler raised for %r", vendor, name, request)
+                    result = error
+                if type(result) is status_type:
+                    return result
+                return finish(entry, run, request, result, reason)
+
+            return no_write
+
+        field = dec.status_field
+        if field is None:
+            # The plugin's write() puts the status (and whatever else it needs).
+            def write_status(run: memoryview | bytearray, context: Any) -> Result | Unsupported:
+                try:
+                    request = decode(run)  # type: ignore[arg-type]
+                except Exception:
+                    return decode_failed(run)
+                try:
+                    result = handler(request, context)
+                except Exception:
+                    log.exception("%s %s: handler raised for %r", vendor, name, request)
+                    result = error
+                if type(result) is status_type:
+                    write(run, request, encode[result], None)  # type: ignore[arg-type]
+                    return result
+                return finish(entry, run, request, result, reason)
+
+            return write_status
+
+        put = field.writer
+        put_at = field.offset
+
+        # A status is one field: pack it here, no call into the plugin.
+        def put_status(run: memoryview | bytearray, context: Any) -> Result | Unsupported:
+            try:
+                request = decode(run)  # type: ignore[arg-type]
+            except Exception:
+                return decode_failed(run)
+            try:
+                result = handler(request, context)
+            except Exception:
+                log.exception("%s %s: handler raised for %r", vendor, name, request)
+                result = error
+            if type(result) is status_type:
+                put(run, put_at, encode[result])
+                return result
+            return finish(entry, run, request, result, reason)
+
+        return put_status
+
     # -- the rest -------------------------------------------------------------------
+
+    def _finish(
+        self,
+        entry: _Entry,
+        run: memoryview | bytearray,
+        request: NeutralRequest,
+        result: object,
+        reason: int,
+    ) -> Result:
+        """Complete with an Outcome, a status on the general path, or a bad result."""
+        dec = entry.decoder
+        assert dec is not None
+        if type(result) is not CoCoStatus and not isinstance(result, Outcome):
+            log.error(
+                "%s %s: handler returned %r, not a CoCoStatus or Outcome; answering ERROR",
+                self.vendor,
+                dec.name,
+                result,
+            )
+            result = CoCoStatus.ERROR
+        assert isinstance(result, CoCoStatus | Outcome)
+        if dec.write is not None:
+            raw = entry.encode.get(result) if type(result) is CoCoStatus else None
+            if raw is not None:
+                dec.write(run, request, raw, None)  # type: ignore[arg-type]
+            else:
+                result = self._write_outcome(dec, run, request, result)
+        if self._tracer is not None:
+            self._trace(dec, run, reason, request, result)
+        return result
 
     def _write_outcome(
         self, dec: ExitDecoder, run: memoryview | bytearray, request: NeutralRequest, result: Result
@@ -293,11 +455,21 @@ class Dispatcher:
         request: NeutralRequest,
         result: Result,
     ) -> None:
-        assert self.tracer is not None
+        tracer = self._tracer
+        assert tracer is not None
         view = run if isinstance(run, memoryview) else memoryview(run)
         ev = CoCoExit(self.vendor, self.abi, dec.name, reason, request, view, dec)
         ev._state.append(_completed_record(dec, result))
-        self.tracer(ev)
+        tracer(ev)
+
+    def _lookup(self, run: memoryview | bytearray) -> tuple[_Entry | None, int, int | None]:
+        reason = _read_reason(run, EXIT_REASON)[0]
+        entry = self._table.get(reason)
+        if entry is None or entry.read is None:
+            return entry, reason, None
+        disc = entry.read(run, entry.read_offset)[0]
+        sub = entry.sub.get(disc)
+        return (sub if sub is not None else entry.fallback), reason, disc
 
     def decode(self, run: memoryview | bytearray) -> CoCoExit:
         """Decode without handling, for a VMM that answers by hand with ``ev.complete()``."""
