@@ -47,9 +47,26 @@ _PAGE_SIZES = (1 << 12, 1 << 21, 1 << 30, 1 << 12)
 _ENCRYPTED = int(MapGpaRangeAttr.ENCRYPTED)  # plain int: IntFlag arithmetic is slow
 
 
+#: Port I/O exits repeat: the same port, size, count and data offset, exit after
+#: exit (the emulated TEE's doorbells, a serial port). Building a frozen request
+#: is the largest cost of such an exit, so the decoder hands out the value it
+#: built for the same five fields before. Bounded: a guest that varies them
+#: only makes the table start over, it cannot grow it.
+IO_REQUESTS_KEPT = 256
+_io_requests: dict[tuple[int, int, int, int, int], PortIo] = {}
+_io_request = _io_requests.get
+
+
 def _decode_io(run: memoryview) -> NeutralRequest:
-    direction, size, port, count, data_offset = _io(run, _U)
-    return PortIo(port, direction == 1, size, count, data_offset)  # KVM_EXIT_IO_OUT 1
+    fields = _io(run, _U)
+    request = _io_request(fields)
+    if request is None:
+        direction, size, port, count, data_offset = fields
+        request = PortIo(port, direction == 1, size, count, data_offset)  # KVM_EXIT_IO_OUT 1
+        if len(_io_requests) >= IO_REQUESTS_KEPT:
+            _io_requests.clear()
+        _io_requests[fields] = request
+    return request
 
 
 # exit_reason (at 8) and kvm_run.msr (at 32) in one unpack: reason, error, why, index, data
