@@ -21,7 +21,8 @@ To add a loop (for instance the coco dispatcher), write a per-vCPU function
 RESULT_PORT exit and returns the exits it completed (not counting that last
 one), and register ``python_loop(run_vcpu)``; or write any
 ``loop(exits, nr_vcpus) -> (exits_done, seconds)`` and pass it to
-:func:`measure` or ``main(extra_loops={...})``.
+:func:`measure` or ``main(extra_loops={...})``. Runs are interleaved across
+loops, so the ratios between loops are measured under the same conditions.
 
 Run: ``.venv/bin/python bench/kvm_loops.py [--exits 100000] [--runs 3]``.
 """
@@ -57,13 +58,24 @@ C_SOURCE = Path(__file__).with_name("kvm_loop.c")
 _DEADLINE_S = 60.0  # a hung guest must not hang the benchmark
 
 
-def measure(loop_fn: Loop, exits: int, *, nr_vcpus: int = 1, runs: int = 3) -> float:
-    """Median exits/s of ``runs`` runs of ``loop_fn(exits, nr_vcpus)``."""
-    rates = []
+def measure(
+    loops: Mapping[str, Loop], exits: int, *, runs: int = 3, vcpus: tuple[int, ...] = (1, 2)
+) -> dict[str, dict[int, float]]:
+    """Median exits/s of ``runs`` runs of every loop, for each vCPU count.
+
+    The runs are interleaved (run 1 of every loop and vCPU count, then run 2,
+    ...), so a slow spell of the shared machine hits every loop alike instead
+    of the one that happened to be measured then; the ratios stay honest.
+    """
+    rates: dict[str, dict[int, list[float]]] = {name: {n: [] for n in vcpus} for name in loops}
     for _ in range(max(runs, 1)):
-        done, seconds = loop_fn(exits, nr_vcpus)
-        rates.append(done / seconds)
-    return statistics.median(rates)
+        for name, loop_fn in loops.items():
+            for n in vcpus:
+                done, seconds = loop_fn(exits, n)
+                rates[name][n].append(done / seconds)
+    return {
+        name: {n: statistics.median(got) for n, got in by_n.items()} for name, by_n in rates.items()
+    }
 
 
 # --- (a) C ---------------------------------------------------------------------------
@@ -188,11 +200,12 @@ def main(
             "python_raw": python_loop(raw_vcpu_loop),
         }
         loops.update(extra_loops or {})
-        results: dict[str, dict[int, float]] = {}
-        for name, loop_fn in loops.items():
-            results[name] = {n: measure(loop_fn, exits, nr_vcpus=n, runs=runs) for n in (1, 2)}
+        results = measure(loops, exits, runs=runs)
     base = results["c"][1]
-    print(f"exit round trips, pingpong guest, {exits} exits per run, median of {runs}")
+    print(
+        f"exit round trips, pingpong guest, {exits} exits per run, "
+        f"median of {runs} interleaved runs"
+    )
     print(f"{'loop':<14}{'vCPUs':>6}{'exits/s':>12}{'us/exit':>10}{'vs C(1)':>9}{'2v/1v':>7}")
     for name, by_n in results.items():
         for n, rate in by_n.items():
