@@ -64,15 +64,18 @@ def measure(
     """Median exits/s of ``runs`` runs of every loop, for each vCPU count.
 
     The runs are interleaved (run 1 of every loop and vCPU count, then run 2,
-    ...), so a slow spell of the shared machine hits every loop alike instead
-    of the one that happened to be measured then; the ratios stay honest.
+    ..., each round starting one step further along), so a slow spell of the
+    shared machine hits every loop alike instead of the one that happened to
+    be measured then; the ratios stay honest.
     """
     rates: dict[str, dict[int, list[float]]] = {name: {n: [] for n in vcpus} for name in loops}
-    for _ in range(max(runs, 1)):
-        for name, loop_fn in loops.items():
-            for n in vcpus:
-                done, seconds = loop_fn(exits, n)
-                rates[name][n].append(done / seconds)
+    order = [(name, n) for name in loops for n in vcpus]
+    for r in range(max(runs, 1)):
+        # each round starts one step further along, so no loop always runs first
+        shift = r % len(order)
+        for name, n in order[shift:] + order[:shift]:
+            done, seconds = loops[name](exits, n)
+            rates[name][n].append(done / seconds)
     return {
         name: {n: statistics.median(got) for n, got in by_n.items()} for name, by_n in rates.items()
     }
