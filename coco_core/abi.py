@@ -79,7 +79,7 @@ class StatusField:
     :param fmt: :mod:`struct` format of the field: ``"<B"``, ``"<H"``, ``"<I"`` or ``"<Q"``.
     :param field: its C access path, for people (``"kvm_run.tdx.ret"``).
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
     """
 
     offset: int
