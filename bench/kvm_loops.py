@@ -58,17 +58,21 @@ C_SOURCE = Path(__file__).with_name("kvm_loop.c")
 _DEADLINE_S = 60.0  # a hung guest must not hang the benchmark
 
 
+#: exits/s per loop name, per vCPU count, one value per round (rounds aligned)
+Rates = dict[str, dict[int, list[float]]]
+
+
 def measure(
     loops: Mapping[str, Loop], exits: int, *, runs: int = 3, vcpus: tuple[int, ...] = (1, 2)
-) -> dict[str, dict[int, float]]:
-    """Median exits/s of ``runs`` runs of every loop, for each vCPU count.
+) -> Rates:
+    """Exits/s of ``runs`` rounds of every loop, for each vCPU count.
 
-    The runs are interleaved (run 1 of every loop and vCPU count, then run 2,
-    ..., each round starting one step further along), so a slow spell of the
-    shared machine hits every loop alike instead of the one that happened to
-    be measured then; the ratios stay honest.
+    The runs are interleaved (round 1 runs every loop and vCPU count once, then
+    round 2, ..., each round starting one step further along), so a slow spell
+    of the shared machine hits every loop alike instead of the one that
+    happened to be measured then. Compare loops with :func:`paired_ratio`.
     """
-    rates: dict[str, dict[int, list[float]]] = {name: {n: [] for n in vcpus} for name in loops}
+    rates: Rates = {name: {n: [] for n in vcpus} for name in loops}
     order = [(name, n) for name in loops for n in vcpus]
     for r in range(max(runs, 1)):
         # each round starts one step further along, so no loop always runs first
@@ -76,9 +80,23 @@ def measure(
         for name, n in order[shift:] + order[:shift]:
             done, seconds = loops[name](exits, n)
             rates[name][n].append(done / seconds)
-    return {
-        name: {n: statistics.median(got) for n, got in by_n.items()} for name, by_n in rates.items()
-    }
+    return rates
+
+
+def median_rate(rates: Rates, name: str, vcpus: int) -> float:
+    """The median exits/s of one loop at one vCPU count."""
+    return statistics.median(rates[name][vcpus])
+
+
+def paired_ratio(rates: Rates, a: tuple[str, int], b: tuple[str, int]) -> float:
+    """Median over rounds of ``a``'s rate divided by ``b``'s rate in the same round.
+
+    Runs of one round are seconds apart, so each ratio is taken under nearly
+    the same machine conditions; the median of those ratios is steadier than
+    a ratio of medians when the machine's speed drifts by tens of percent.
+    """
+    pairs = zip(rates[a[0]][a[1]], rates[b[0]][b[1]], strict=True)
+    return statistics.median(x / y for x, y in pairs)
 
 
 # --- (a) C ---------------------------------------------------------------------------
@@ -190,8 +208,8 @@ def main(
     exits: int = 100_000,
     runs: int = 3,
     extra_loops: Mapping[str, Loop] | None = None,
-) -> dict[str, dict[int, float]]:
-    """Measure every loop with 1 and 2 vCPUs; print a table and return {loop: {vcpus: rate}}."""
+) -> Rates:
+    """Measure every loop with 1 and 2 vCPUs; print a table and return the per-round rates."""
     install_kick_handler()
     with Kvm.open() as kvm:
         ok, reason = kvm.usable()
@@ -203,18 +221,24 @@ def main(
             "python_raw": python_loop(raw_vcpu_loop),
         }
         loops.update(extra_loops or {})
-        results = measure(loops, exits, runs=runs)
-    base = results["c"][1]
+        rates = measure(loops, exits, runs=runs)
+    print(f"exit round trips, pingpong guest, {exits} exits per run, {runs} interleaved rounds")
+    print("(exits/s: median of the rounds; ratios: median of the same-round ratios)")
     print(
-        f"exit round trips, pingpong guest, {exits} exits per run, "
-        f"median of {runs} interleaved runs"
+        f"{'loop':<14}{'vCPUs':>6}{'exits/s':>12}{'us/exit':>10}"
+        f"{'vs C(1)':>9}{'vs raw(1)':>11}{'2v/1v':>7}"
     )
-    print(f"{'loop':<14}{'vCPUs':>6}{'exits/s':>12}{'us/exit':>10}{'vs C(1)':>9}{'2v/1v':>7}")
-    for name, by_n in results.items():
-        for n, rate in by_n.items():
-            scale = f"{rate / by_n[1]:.2f}" if n == 2 else ""
-            print(f"{name:<14}{n:>6}{rate:>12,.0f}{1e6 / rate:>10.2f}{rate / base:>9.2f}{scale:>7}")
-    return results
+    for name, by_n in rates.items():
+        for n in by_n:
+            rate = median_rate(rates, name, n)
+            vs_c = paired_ratio(rates, (name, n), ("c", 1))
+            vs_raw = paired_ratio(rates, (name, n), ("python_raw", 1))
+            scale = f"{paired_ratio(rates, (name, n), (name, 1)):.2f}" if n != 1 else ""
+            print(
+                f"{name:<14}{n:>6}{rate:>12,.0f}{1e6 / rate:>10.2f}"
+                f"{vs_c:>9.2f}{vs_raw:>11.2f}{scale:>7}"
+            )
+    return rates
 
 
 if __name__ == "__main__":

@@ -28,7 +28,10 @@ from coco_core.requests import PortIo
 from coco_core.status import CoCoStatus, Outcome
 from coco_core.uapi import KVM_RUN_SIZE
 
-N = 200_000
+#: COCO_BENCH_QUICK=1 shrinks every measurement to a smoke run (the test suite
+#: uses it to check the output's shape); its numbers mean nothing.
+QUICK = os.environ.get("COCO_BENCH_QUICK") == "1"
+BATCH, BATCHES = (50, 2) if QUICK else (5_000, 31)
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 
@@ -48,8 +51,8 @@ def _time_pair(
     a: Callable[[Any], object],
     b: Callable[[Any], object],
     arg: Any,
-    n: int = 5_000,
-    rounds: int = 31,
+    n: int = BATCH,
+    rounds: int = BATCHES,
 ) -> tuple[float, float]:
     """Best ns per call of ``a(arg)`` and ``b(arg)`` over ``rounds`` interleaved batches.
 
@@ -189,15 +192,19 @@ def cli_help_ms() -> float:
     """Median wall time of ``coco --help`` in a fresh process (5 runs)."""
     coco = Path(sys.executable).with_name("coco")
     times = []
-    for _ in range(5):
+    for _ in range(1 if QUICK else 5):
         start = time.perf_counter()
         subprocess.run([str(coco), "--help"], check=True, capture_output=True)
         times.append((time.perf_counter() - start) * 1000)
     return round(statistics.median(times), 1)
 
 
-def kvm_loops(reg: Registry, exits: int) -> dict[str, Any] | None:
-    """C, raw Python and coco dispatcher loops on the pingpong guest; None without KVM."""
+def kvm_loops(reg: Registry, exits: int, runs: int) -> dict[str, Any] | None:
+    """C, raw Python and coco loops on the pingpong guest, as JSON fields; None without KVM.
+
+    Rates are medians of ``runs`` interleaved rounds; ratios are medians of
+    same-round ratios (see ``kvm_loops.paired_ratio``).
+    """
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         print("kvm loops: skipped, /dev/kvm not accessible")
         return None
@@ -235,7 +242,22 @@ def kvm_loops(reg: Registry, exits: int) -> dict[str, Any] | None:
                 return exits
             exits += 1
 
-    return kl.main(exits, 5, extra_loops={"coco": kl.python_loop(coco_vcpu_loop)})
+    rates = kl.main(exits, runs, extra_loops={"coco": kl.python_loop(coco_vcpu_loop)})
+    med, ratio = kl.median_rate, kl.paired_ratio
+    return {
+        "kvm_loop": {
+            "c_exits_per_s": round(med(rates, "c", 1)),
+            "python_exits_per_s": round(med(rates, "python_raw", 1)),
+            "coco_exits_per_s": round(med(rates, "coco", 1)),
+            "coco_vs_python": round(ratio(rates, ("coco", 1), ("python_raw", 1)), 3),
+            "rounds": runs,
+            "exits_per_run": exits,
+        },
+        "threads2_scaling": round(ratio(rates, ("coco", 2), ("coco", 1)), 3),
+        # the same ratio for the raw loop and C: the ceiling the GIL leaves on this host
+        "threads2_scaling_python_raw": round(ratio(rates, ("python_raw", 2), ("python_raw", 1)), 3),
+        "threads2_scaling_c": round(ratio(rates, ("c", 2), ("c", 1)), 3),
+    }
 
 
 def main() -> None:
@@ -249,8 +271,10 @@ def main() -> None:
         print(f"  {kind:<58}{c['coco_ns']:>8.0f}{c['baseline_ns']:>8.0f}  x{c['ratio']}")
     help_ms = cli_help_ms()
     print(f"coco --help: {help_ms} ms")
-    exits = int(os.environ.get("COCO_BENCH_EXITS", "100000"))
-    loops = kvm_loops(reg, exits)
+    # many short rounds: the shared machine's speed drifts, and same-round ratios follow it
+    exits = int(os.environ.get("COCO_BENCH_EXITS", "200" if QUICK else "30000"))
+    runs = int(os.environ.get("COCO_BENCH_ROUNDS", "1" if QUICK else "11"))
+    loops = kvm_loops(reg, exits, runs)
     result: dict[str, Any] = {
         "dispatch_ns": {k: v["coco_ns"] for k, v in costs.items()},
         "dispatch_vs_baseline": {k: v["ratio"] for k, v in costs.items()},
@@ -258,18 +282,7 @@ def main() -> None:
         "empty_call_ns": calib,
     }
     if loops is not None:
-        result["kvm_loop"] = {
-            "c_exits_per_s": round(loops["c"][1]),
-            "python_exits_per_s": round(loops["python_raw"][1]),
-            "coco_exits_per_s": round(loops["coco"][1]),
-            "coco_vs_python": round(loops["coco"][1] / loops["python_raw"][1], 3),
-        }
-        result["threads2_scaling"] = round(loops["coco"][2] / loops["coco"][1], 3)
-        # the same ratio for the raw loop: the ceiling the GIL leaves on this host
-        result["threads2_scaling_python_raw"] = round(
-            loops["python_raw"][2] / loops["python_raw"][1], 3
-        )
-        result["threads2_scaling_c"] = round(loops["c"][2] / loops["c"][1], 3)
+        result.update(loops)
     print(json.dumps(result))
 
 
