@@ -73,7 +73,8 @@ def measure(
     happened to be measured then. Compare loops with :func:`paired_ratio`.
     """
     rates: Rates = {name: {n: [] for n in vcpus} for name in loops}
-    order = [(name, n) for name in loops for n in vcpus]
+    # by vCPU count, so the loops compared with each other run back to back
+    order = [(name, n) for n in vcpus for name in loops]
     for r in range(max(runs, 1)):
         # each round starts one step further along, so no loop always runs first
         shift = r % len(order)
@@ -95,8 +96,20 @@ def paired_ratio(rates: Rates, a: tuple[str, int], b: tuple[str, int]) -> float:
     the same machine conditions; the median of those ratios is steadier than
     a ratio of medians when the machine's speed drifts by tens of percent.
     """
-    pairs = zip(rates[a[0]][a[1]], rates[b[0]][b[1]], strict=True)
-    return statistics.median(x / y for x, y in pairs)
+    return statistics.median(same_round_ratios(rates, a, b))
+
+
+def same_round_ratios(rates: Rates, a: tuple[str, int], b: tuple[str, int]) -> list[float]:
+    """``a``'s rate divided by ``b``'s, round by round."""
+    return [x / y for x, y in zip(rates[a[0]][a[1]], rates[b[0]][b[1]], strict=True)]
+
+
+def quartiles(values: list[float]) -> tuple[float, float]:
+    """The first and third quartile: the spread a reader should see next to a median."""
+    if len(values) < 2:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return q1, q3
 
 
 # --- (a) C ---------------------------------------------------------------------------

@@ -244,16 +244,22 @@ def kvm_loops(reg: Registry, exits: int, runs: int) -> dict[str, Any] | None:
 
     rates = kl.main(exits, runs, extra_loops={"coco": kl.python_loop(coco_vcpu_loop)})
     med, ratio = kl.median_rate, kl.paired_ratio
+
+    def spread(a: tuple[str, int], b: tuple[str, int]) -> list[float]:
+        return [round(q, 3) for q in kl.quartiles(kl.same_round_ratios(rates, a, b))]
+
     return {
         "kvm_loop": {
             "c_exits_per_s": round(med(rates, "c", 1)),
             "python_exits_per_s": round(med(rates, "python_raw", 1)),
             "coco_exits_per_s": round(med(rates, "coco", 1)),
             "coco_vs_python": round(ratio(rates, ("coco", 1), ("python_raw", 1)), 3),
+            "coco_vs_python_quartiles": spread(("coco", 1), ("python_raw", 1)),
             "rounds": runs,
             "exits_per_run": exits,
         },
         "threads2_scaling": round(ratio(rates, ("coco", 2), ("coco", 1)), 3),
+        "threads2_scaling_quartiles": spread(("coco", 2), ("coco", 1)),
         # the same ratio for the raw loop and C: the ceiling the GIL leaves on this host
         "threads2_scaling_python_raw": round(ratio(rates, ("python_raw", 2), ("python_raw", 1)), 3),
         "threads2_scaling_c": round(ratio(rates, ("c", 2), ("c", 1)), 3),

@@ -231,10 +231,12 @@ class Dispatcher:
         """
         fns: dict[int, _ExitFn] = {}
         for reason, entry in self._table.items():
+            # plain int keys: the reason read from kvm_run is a small int, so the
+            # lookup matches by identity instead of comparing with an IntEnum
             if entry.read is None:
-                fns[reason] = self._exit_fn(entry, reason, None, None, 0)
+                fns[int(reason)] = self._exit_fn(entry, reason, None, None, 0)
             else:
-                fns[reason] = self._subcall_fn(entry, reason)
+                fns[int(reason)] = self._subcall_fn(entry, reason)
         self._fns.update(fns)
 
     def _subcall_fn(self, top: _Entry, reason: int) -> _ExitFn:
@@ -243,7 +245,8 @@ class Dispatcher:
         at = top.read_offset
         assert read is not None
         sub_get = {
-            disc: self._exit_fn(entry, reason, disc, None, 0) for disc, entry in top.sub.items()
+            int(disc): self._exit_fn(entry, reason, disc, None, 0)
+            for disc, entry in top.sub.items()
         }.get
         fallback = (
             self._exit_fn(top.fallback, reason, None, read, at)
