@@ -319,82 +319,36 @@ class Dispatcher:
 
             handler = answer_default
 
-        if self._tracer is not None or (dec.write is not None and not entry.encode):
-            # Traced, or a completion without an error space: the general path.
-            def general(run: memoryview | bytearray, context: Any) -> Result | Unsupported:
-                try:
-                    request = decode(run)  # type: ignore[arg-type]
-                except Exception:
-                    return decode_failed(run)
-                try:
-                    result = handler(request, context)
-                except Exception:  # the documented rule: log, answer ERROR, keep running
-                    log.exception("%s %s: handler raised for %r", vendor, name, request)
-                    result = error
-                return finish(entry, run, request, result, reason)
-
-            return general
-
         encode = entry.encode
         write = dec.write
-        if write is None:
-            # No completion (termination, port I/O): nothing to write for a status.
-            def no_write(run: memoryview | bytearray, context: Any) -> Result | Unsupported:
-                try:
-                    request = decode(run)  # type: ignore[arg-type]
-                except Exception:
-                    return decode_failed(run)
-                try:
-                    result = handler(request, context)
-                except Exception:
-                    log.exception("%s %s: handler raised for %r", vendor, name, request)
-                    result = error
-                if type(result) is status_type:
-                    return result
-                return finish(entry, run, request, result, reason)
-
-            return no_write
-
         field = dec.status_field
-        if field is None:
-            # The plugin's write() puts the status (and whatever else it needs).
-            def write_status(run: memoryview | bytearray, context: Any) -> Result | Unsupported:
-                try:
-                    request = decode(run)  # type: ignore[arg-type]
-                except Exception:
-                    return decode_failed(run)
-                try:
-                    result = handler(request, context)
-                except Exception:
-                    log.exception("%s %s: handler raised for %r", vendor, name, request)
-                    result = error
-                if type(result) is status_type:
-                    write(run, request, encode[result], None)  # type: ignore[arg-type]
-                    return result
-                return finish(entry, run, request, result, reason)
+        # How a plain status is written, decided here once: with one pack_into
+        # when the decoder names its status field, else through write(), else
+        # (no completion: port I/O, termination) not at all. Traced exits and a
+        # write() without an error space take the general path in _finish.
+        plain = self._tracer is None and (write is None or bool(encode))
+        put = field.writer if field is not None and plain else None
+        put_at = field.offset if field is not None else 0
 
-            return write_status
-
-        put = field.writer
-        put_at = field.offset
-
-        # A status is one field: pack it here, no call into the plugin.
-        def put_status(run: memoryview | bytearray, context: Any) -> Result | Unsupported:
+        def handle(run: memoryview | bytearray, context: Any) -> Result | Unsupported:
             try:
-                request = decode(run)  # type: ignore[arg-type]
-            except Exception:
+                request = decode(run)  # type: ignore[arg-type]  # bytearray works too
+            except Exception:  # a decoder bug must not take the VMM down
                 return decode_failed(run)
             try:
                 result = handler(request, context)
-            except Exception:
+            except Exception:  # the documented rule: log, answer ERROR, keep running
                 log.exception("%s %s: handler raised for %r", vendor, name, request)
                 result = error
-            if type(result) is status_type:
-                put(run, put_at, encode[result])
+            if plain and type(result) is status_type:
+                if put is not None:
+                    put(run, put_at, encode[result])
+                elif write is not None:
+                    write(run, request, encode[result], None)  # type: ignore[arg-type]
                 return result
             return finish(entry, run, request, result, reason)
 
-        return put_status
+        return handle
 
     # -- the rest -------------------------------------------------------------------
 
