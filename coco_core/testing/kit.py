@@ -5,7 +5,8 @@ A plugin's test suite subclasses :class:`PluginConformance` (the fsspec shape:
 the kit owns the tests, the plugin names itself) and gets the checks the core
 promises its embedders: the entry point is installed, the hook
 implementations match the hookspecs, every layout matches gcc, every error
-space is total, injective and round-trips and keeps unknown codes, golden
+space is total, injective and round-trips and keeps unknown codes, every
+declared status field agrees with its decoder's ``write``, golden
 images decode and complete byte-exact, random ``kvm_run`` images never make
 the dispatcher raise or write outside the exit union, and exits nobody
 claims come back untouched.
