@@ -43,6 +43,13 @@ _read_reason = EXIT_REASON_STRUCT.unpack_from
 
 #: one exit's whole handling: ``fn(run, context) -> result``
 _ExitFn = Callable[[Any, Any], "Result | Unsupported"]
+#: an exit with sub-calls: (read, offset, sub-call number -> function, fallback function)
+_SubCalls = tuple[
+    Callable[[Any, int], tuple[int]],
+    int,
+    Callable[[int, "_ExitFn | None"], "_ExitFn | None"],
+    "_ExitFn | None",
+]
 
 
 class _DispatchFn(Protocol):
@@ -110,6 +117,8 @@ class Dispatcher:
         self._table = self._build(registry.decoders_for(abi, vendor), the_abi.discriminators)
         #: exit reason -> the function that handles it whole (see _relink)
         self._fns: dict[int, _ExitFn] = {}
+        #: exit reason with sub-calls -> where the number is, its functions, the fallback
+        self._subcalls: dict[int, _SubCalls] = {}
         self._relink()
         self._fast = self._compile()
         if type(self).dispatch is Dispatcher.dispatch:
@@ -207,8 +216,9 @@ class Dispatcher:
         return self._fast(run, context)
 
     def _compile(self) -> _DispatchFn:
-        """The per-exit entry point: read the reason, look up its function, call it."""
+        """The per-exit entry point: read the reason (and sub-call), call that exit's function."""
         fns_get = self._fns.get
+        subcalls_get = self._subcalls.get
         read_reason = _read_reason
         at = EXIT_REASON
 
@@ -216,7 +226,14 @@ class Dispatcher:
             reason = read_reason(run, at)[0]
             fn = fns_get(reason)
             if fn is None:
-                return _unsupported(run, reason, None)
+                where = subcalls_get(reason)
+                if where is None:
+                    return _unsupported(run, reason, None)
+                read, read_at, sub_get, fallback = where
+                disc = read(run, read_at)[0]
+                fn = sub_get(disc, fallback)
+                if fn is None:
+                    return _unsupported(run, reason, disc)
             return fn(run, context)
 
         dispatch.__doc__ = Dispatcher.dispatch.__doc__
@@ -226,44 +243,29 @@ class Dispatcher:
         """Build the function of every exit from its decoder and handler.
 
         Start-up work, redone by :meth:`on` and the :attr:`tracer` setter. The
-        keys never change after construction, so updating the dict in place
-        swaps each function atomically for a dispatch running meanwhile.
+        keys never change after construction, so updating the dicts in place
+        swaps each function atomically for a dispatch running meanwhile. Keys
+        are plain ints: the reason read from ``kvm_run`` is a small int, so
+        the lookup matches by identity instead of comparing with an IntEnum.
         """
         fns: dict[int, _ExitFn] = {}
+        subcalls: dict[int, _SubCalls] = {}
         for reason, entry in self._table.items():
-            # plain int keys: the reason read from kvm_run is a small int, so the
-            # lookup matches by identity instead of comparing with an IntEnum
             if entry.read is None:
                 fns[int(reason)] = self._exit_fn(entry, reason, None, None, 0)
-            else:
-                fns[int(reason)] = self._subcall_fn(entry, reason)
+                continue
+            by_number = {
+                int(disc): self._exit_fn(sub, reason, disc, None, 0)
+                for disc, sub in entry.sub.items()
+            }
+            fallback = (
+                self._exit_fn(entry.fallback, reason, None, entry.read, entry.read_offset)
+                if entry.fallback is not None
+                else None
+            )
+            subcalls[int(reason)] = (entry.read, entry.read_offset, by_number.get, fallback)
         self._fns.update(fns)
-
-    def _subcall_fn(self, top: _Entry, reason: int) -> _ExitFn:
-        """An exit with sub-calls: read the number, call the sub-call's function."""
-        read = top.read
-        at = top.read_offset
-        assert read is not None
-        sub_get = {
-            int(disc): self._exit_fn(entry, reason, disc, None, 0)
-            for disc, entry in top.sub.items()
-        }.get
-        fallback = (
-            self._exit_fn(top.fallback, reason, None, read, at)
-            if top.fallback is not None
-            else None
-        )
-
-        def by_subcall(run: memoryview | bytearray, context: Any) -> Result | Unsupported:
-            disc = read(run, at)[0]
-            fn = sub_get(disc)
-            if fn is not None:
-                return fn(run, context)
-            if fallback is not None:
-                return fallback(run, context)
-            return _unsupported(run, reason, disc)
-
-        return by_subcall
+        self._subcalls.update(subcalls)
 
     def _exit_fn(
         self,
