@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import struct
-import types
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,9 @@ from coco_core import emulated
 from coco_core.demo import DemoEnv, ExitLine, default_testdata
 from coco_core.dispatch import Dispatcher
 from coco_core.emulated import EmulatedGuest, run_guest
-from coco_core.hookspecs import hookimpl
 from coco_core.kvm import guestbuild
 from coco_core.kvm.system import Kvm
-from coco_core.registry import Registrar, Registry
+from coco_core.registry import Registry
 from coco_core.requests import CertificateRequest, MemoryConversion, TdvmcallInfoQuery
 from coco_core.status import CoCoStatus
 from coco_core.uapi import EXIT_UNION_OFFSET, KvmExitReason
@@ -34,22 +32,8 @@ _DEADLINE = 30.0
 
 
 def _registry() -> Registry:
-    """The SNP and TDX plugins, plus their doorbell parts if the plugins do not register them."""
-    base = Registry.from_plugins([coco_snp.plugin, coco_tdx.plugin])
-    have = {p.vendor for p in base.models if p.doorbell_port is not None}
-    missing = [m.DOORBELL_MODEL for m in (coco_snp.doorbell, coco_tdx.doorbell)
-               if m.DOORBELL_MODEL.vendor not in have]  # fmt: skip
-    if not missing:
-        return base
-    shim = types.ModuleType("doorbell_shim")
-
-    @hookimpl
-    def coco_register_vendor(registrar: Registrar) -> None:
-        for part in missing:
-            registrar.add_model(part)
-
-    shim.coco_register_vendor = coco_register_vendor  # type: ignore[attr-defined]
-    return Registry.from_plugins([coco_snp.plugin, coco_tdx.plugin, shim])
+    """The SNP and TDX plugins (each registers its kernel model and its doorbell part)."""
+    return Registry.from_plugins([coco_snp.plugin, coco_tdx.plugin])
 
 
 def _env(backend: str = "kvm") -> DemoEnv:

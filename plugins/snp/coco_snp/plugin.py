@@ -23,8 +23,6 @@ same handlers by naming the ABI.
 
 from __future__ import annotations
 
-import attrs
-
 from coco_core._builtin import HYPERCALL_NR, SYSTEM_EVENT_TYPE, map_gpa_decoder, released_exits
 from coco_core.abi import AbiPart, CompletionDuty, Discriminator, ExitDecoder
 from coco_core.errorspace import ErrorSpace
@@ -277,16 +275,9 @@ def coco_register_vendor(registrar: Registrar) -> None:
     for part in parts():
         registrar.add_abi(part)
     registrar.add_error_space(ghcb.GHCB_VMM_V1)
-    # One model part: the kernel's calls plus the emulated TEE's doorbell routing.
-    registrar.add_model(
-        attrs.evolve(
-            MODEL,
-            calls=(*MODEL.calls, doorbell.UNSUPPORTED_CALL),
-            doorbell_port=doorbell.DOORBELL_PORT,
-            route=doorbell.route,
-            ghcb_to_regs=doorbell.GHCB_TO_REGS,
-        )
-    )
+    # The kernel's calls, and the emulated TEE's doorbell routing as a second part.
+    registrar.add_model(MODEL)
+    registrar.add_model(doorbell.DOORBELL_MODEL)
     registrar.add_scenario(
         "snp",
         "guest-requests",

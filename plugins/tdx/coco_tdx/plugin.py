@@ -14,8 +14,6 @@ The 2025 separate-exit proposal is registered as ABI
 
 from __future__ import annotations
 
-import attrs
-
 from coco_core.abi import AbiPart, CompletionDuty
 from coco_core.hookspecs import hookimpl
 from coco_core.registry import Registrar
@@ -136,16 +134,9 @@ def coco_register_vendor(registrar: Registrar) -> None:
     for abi, order in RELEASED_ABIS.items():
         registrar.add_abi(_released_part(abi, order))
     registrar.add_abi(_proposal_part())
-    # One model part: the kernel's calls plus the emulated TEE's doorbell routing.
-    registrar.add_model(
-        attrs.evolve(
-            MODEL,
-            calls=(*MODEL.calls, doorbell.UNSUPPORTED_CALL),
-            doorbell_port=doorbell.DOORBELL_PORT,
-            route=doorbell.route,
-            ghcb_to_regs=doorbell.GHCB_TO_REGS,
-        )
-    )
+    # The kernel's calls, and the emulated TEE's doorbell routing as a second part.
+    registrar.add_model(MODEL)
+    registrar.add_model(doorbell.DOORBELL_MODEL)
     registrar.add_scenario(
         "tdx",
         "td-requests",
