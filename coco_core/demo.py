@@ -20,16 +20,17 @@ import attrs
 
 from coco_core.dispatch import Dispatcher, Result
 from coco_core.exits import CoCoExit
+from coco_core.memattr import ContainsFn, MemoryAttributeTracker
 from coco_core.model.base import GuestCpu, GuestView
 from coco_core.model.kernel import KernelModel
 from coco_core.registry import DEFAULT_ABI, Registry
-from coco_core.requests import NeutralRequest, Unsupported
+from coco_core.requests import MemoryConversion, NeutralRequest, Unsupported
 from coco_core.status import CoCoStatus, Outcome
 
 if TYPE_CHECKING:
     from coco_core.emulated import EmulatedGuest, EmulatedRun
 
-__all__ = ["DemoEnv", "ExitLine", "default_testdata"]
+__all__ = ["ConversionLog", "DemoEnv", "ExitLine", "default_testdata"]
 
 
 @attrs.frozen
@@ -94,6 +95,26 @@ def default_testdata() -> Path | None:
         if candidate.is_dir():
             return candidate
     return None
+
+
+class ConversionLog:
+    """A scenario's memory-conversion handler: the tracker answers, and each request is kept.
+
+    :attr:`entries` holds ``(gpa, npages, to_private, private_after)`` per
+    conversion, so a scenario can check that the tracker followed the guest.
+
+    :param contains: checks a range against guest RAM (``memory.contains``).
+    """
+
+    def __init__(self, contains: ContainsFn) -> None:
+        self.tracker = MemoryAttributeTracker(contains)
+        self.entries: list[tuple[int, int, bool, bool]] = []
+
+    def __call__(self, request: MemoryConversion, context: Any) -> Result:
+        result = self.tracker.on_conversion(request, context)
+        after = self.tracker.is_private(request.gpa)
+        self.entries.append((request.gpa, request.npages, request.to_private, after))
+        return result
 
 
 @attrs.define

@@ -28,12 +28,11 @@ import random
 from pathlib import Path
 from typing import Any
 
-from coco_core.demo import DemoEnv
+from coco_core.demo import ConversionLog, DemoEnv
 from coco_core.emulated import EmulatedGuest, EmulatedTee, TeeCall, fnv1a32
 from coco_core.errors import CoCoError
 from coco_core.kvm.guestbuild import GUEST_RAM_SIZE
 from coco_core.kvm.vm import GuestMemory
-from coco_core.memattr import MemoryAttributeTracker
 from coco_core.model.base import GuestCpu
 from coco_core.requests import CertificateRequest, MemoryConversion, Termination
 from coco_core.status import CoCoStatus
@@ -82,9 +81,8 @@ class _Vmm:
         self.dispatcher = dispatcher
         self.certs = CertificateService(memory, store)
         dispatcher.on(CertificateRequest, self.certs)
-        self.tracker = MemoryAttributeTracker(memory.contains)
-        self.conversions: list[tuple[int, int, bool, bool]] = []
-        dispatcher.on(MemoryConversion, self._convert)
+        self.conversions = ConversionLog(memory.contains)
+        dispatcher.on(MemoryConversion, self.conversions)
         self.terminations: list[Termination] = []
         dispatcher.on(Termination, self._terminate)
 
@@ -92,12 +90,6 @@ class _Vmm:
     def table(self) -> bytes:
         """The certificate table the service writes (built once from the store)."""
         return self.certs._table or b""
-
-    def _convert(self, request: MemoryConversion, context: Any) -> Any:
-        result = self.tracker.on_conversion(request, context)
-        after = self.tracker.is_private(request.gpa)
-        self.conversions.append((request.gpa, request.npages, request.to_private, after))
-        return result
 
     def _terminate(self, request: Termination, context: Any) -> CoCoStatus:
         self.terminations.append(request)
@@ -134,8 +126,9 @@ def _check(env: DemoEnv, vmm: _Vmm, reports: dict[int, int], why: str) -> None:
         "snp: the guest's table matches, byte for byte, the table the service wrote",
     )
     env.check(
-        vmm.conversions == [(PSC_GPA, 1, False, False), (PSC_GPA, 1, True, True)],
-        f"snp: PSC MSR private->shared->private recorded by the tracker (got {vmm.conversions})",
+        vmm.conversions.entries == [(PSC_GPA, 1, False, False), (PSC_GPA, 1, True, True)],
+        f"snp: PSC MSR private->shared->private recorded by the tracker "
+        f"(got {vmm.conversions.entries})",
     )
     term = vmm.terminations[-1] if vmm.terminations else None
     env.check(
@@ -239,7 +232,7 @@ def _check_robust(env: DemoEnv, vmm: _Vmm, calls: list[TeeCall], why: str) -> No
         f"GHCB/KVM value ({len(bad)} not: {[c.summary for c in bad][:3]})",
     )
     env.check(
-        all(not c[2] or c[3] for c in vmm.conversions) and not vmm.terminations,
+        all(not c[2] or c[3] for c in vmm.conversions.entries) and not vmm.terminations,
         "snp robustness: no termination and no bogus conversion from garbage",
     )
 

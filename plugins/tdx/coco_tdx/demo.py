@@ -31,12 +31,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coco_core.demo import DemoEnv
+from coco_core.demo import ConversionLog, DemoEnv
 from coco_core.emulated import EmulatedGuest, EmulatedRun, EmulatedTee, TeeCall, fnv1a32
 from coco_core.errors import CoCoError
 from coco_core.kvm.guestbuild import GUEST_RAM_SIZE
 from coco_core.kvm.vm import GuestMemory
-from coco_core.memattr import MemoryAttributeTracker
 from coco_core.model.base import GuestCpu
 from coco_core.requests import MemoryConversion, TdvmcallInfoQuery, Termination
 from coco_core.status import CoCoStatus
@@ -93,20 +92,13 @@ class _Vmm:
         self.quotes = QuoteService(memory, client, inject=self._inject, timeout=10.0)
         self.quotes.register(self.dispatcher)
         TdvmcallInfoService(self.dispatcher).register()
-        self.tracker = MemoryAttributeTracker(memory.contains)
-        self.conversions: list[tuple[int, int, bool, bool]] = []
-        self.dispatcher.on(MemoryConversion, self._convert)
+        self.conversions = ConversionLog(memory.contains)
+        self.dispatcher.on(MemoryConversion, self.conversions)
         self.fatal: list[Termination] = []
         self.dispatcher.on(Termination, self._terminate)
 
     def _inject(self, vector: int, apic_id: int) -> None:
         self.injected.append((vector, apic_id))
-
-    def _convert(self, request: MemoryConversion, context: Any) -> Any:
-        result = self.tracker.on_conversion(request, context)
-        after = self.tracker.is_private(request.gpa)
-        self.conversions.append((request.gpa, request.npages, request.to_private, after))
-        return result
 
     def _terminate(self, request: Termination, context: Any) -> CoCoStatus:
         self.fatal.append(request)
@@ -158,8 +150,9 @@ def _check(
     env.check(vmm.quotes.in_flight == 0, "tdx: no GetQuote left in flight")
     pages = MAP_SIZE // 4096
     env.check(
-        vmm.conversions == [(MAP_GPA, pages, False, False), (MAP_GPA, pages, True, True)],
-        f"tdx: MapGPA to shared then private recorded by the tracker (got {vmm.conversions})",
+        vmm.conversions.entries == [(MAP_GPA, pages, False, False), (MAP_GPA, pages, True, True)],
+        f"tdx: MapGPA to shared then private recorded by the tracker "
+        f"(got {vmm.conversions.entries})",
     )
     message = vmm.fatal[-1].message if vmm.fatal else None
     env.check(message == FATAL_MESSAGE, f"tdx: fatal message decoded (got {message!r})")
