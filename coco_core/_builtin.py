@@ -113,30 +113,26 @@ def _write_hypercall_ret(
 
 
 IO = ExitDecoder("KVM_EXIT_IO", KvmExitReason.IO, None, "kvm", PortIo, _decode_io, None, None, None)
-RDMSR = ExitDecoder(
-    "KVM_EXIT_X86_RDMSR",
-    KvmExitReason.X86_RDMSR,
-    None,
-    "kvm",
-    MsrAccess,
-    _decode_msr,
-    _write_msr,
-    MSR_ERROR,
-    None,
-    status_field=_MSR_ERROR_FIELD,
-)
-WRMSR = ExitDecoder(
-    "KVM_EXIT_X86_WRMSR",
-    KvmExitReason.X86_WRMSR,
-    None,
-    "kvm",
-    MsrAccess,
-    _decode_msr,
-    _write_msr,
-    MSR_ERROR,
-    None,
-    status_field=_MSR_ERROR_FIELD,
-)
+
+
+def _msr_decoder(reason: KvmExitReason) -> ExitDecoder:
+    """RDMSR and WRMSR share kvm_run.msr, the decoder and the completion."""
+    return ExitDecoder(
+        f"KVM_EXIT_{reason.name}",
+        reason,
+        None,
+        "kvm",
+        MsrAccess,
+        _decode_msr,
+        _write_msr,
+        MSR_ERROR,
+        None,
+        status_field=_MSR_ERROR_FIELD,
+    )
+
+
+RDMSR = _msr_decoder(KvmExitReason.X86_RDMSR)
+WRMSR = _msr_decoder(KvmExitReason.X86_WRMSR)
 MEMORY_FAULT = ExitDecoder(
     "KVM_EXIT_MEMORY_FAULT",
     KvmExitReason.MEMORY_FAULT,
