@@ -44,9 +44,9 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from coco_core.emulated.doorbell import PINGPONG_PORT, RESULT_PORT
+from coco_core.emulated.guestbuild import boot_guest, build_guest
 from coco_core.kvm import ioctls
-from coco_core.kvm.doorbell import PINGPONG_PORT, RESULT_PORT
-from coco_core.kvm.guestbuild import boot_guest, build_guest
 from coco_core.kvm.runloop import Watchdog, install_kick_handler
 from coco_core.kvm.system import Kvm
 from coco_core.kvm.vcpu import Vcpu

@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from coco_core.abi import ExitDecoder
 from coco_core.dispatch import Dispatcher
+from coco_core.generic.uapi import KVM_RUN_SIZE
 from coco_core.registry import Registry
 from coco_core.requests import PortIo
 from coco_core.status import CoCoStatus, Outcome
-from coco_core.uapi import KVM_RUN_SIZE
 
 #: COCO_BENCH_QUICK=1 shrinks every measurement to a smoke run (the test suite
 #: uses it to check the output's shape); its numbers mean nothing.
@@ -216,8 +216,8 @@ def kvm_loops(reg: Registry, exits: int, runs: int) -> dict[str, Any] | None:
         """The coco loop: KVM_RUN, then the dispatcher with a real PortIo handler."""
         import fcntl
 
+        from coco_core.emulated.doorbell import RESULT_PORT
         from coco_core.kvm import ioctls
-        from coco_core.kvm.doorbell import RESULT_PORT
 
         d = Dispatcher(reg, "tdx")
         view = vcpu.run_view

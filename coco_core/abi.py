@@ -21,10 +21,10 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from coco_core.errorspace import ErrorSpace
+from coco_core.generic.uapi import EXIT_UNION_OFFSET, EXIT_UNION_SIZE
 from coco_core.layout import Layout
 from coco_core.requests import NeutralRequest
 from coco_core.status import CoCoStatus, Outcome
-from coco_core.uapi import EXIT_UNION_OFFSET, EXIT_UNION_SIZE
 
 __all__ = [
     "Abi",
@@ -274,7 +274,7 @@ class Abi:
 
     def kvm_run_layout(self) -> Layout:
         """``struct kvm_run`` as this ABI defines it."""
-        from coco_core.uapi import kvm_run_layout
+        from coco_core.generic.uapi import kvm_run_layout
 
         generic = {"io", "hypercall", "system_event", "msr", "memory_fault"}
         extra = {k: v for k, v in self.union_members.items() if k not in generic}

@@ -23,10 +23,15 @@ from coco_core.abi import Discriminator, ExitDecoder
 from coco_core.errors import ConfigurationError
 from coco_core.errorspace import CodeError
 from coco_core.exits import CoCoExit, Completed
+from coco_core.generic.uapi import (
+    EXIT_REASON,
+    EXIT_REASON_STRUCT,
+    EXIT_UNION_OFFSET,
+    EXIT_UNION_SIZE,
+)
 from coco_core.registry import DEFAULT_ABI, Registry
 from coco_core.requests import NeutralRequest, Unsupported
 from coco_core.status import CoCoStatus, Outcome
-from coco_core.uapi import EXIT_REASON, EXIT_REASON_STRUCT, EXIT_UNION_OFFSET, EXIT_UNION_SIZE
 
 __all__ = ["Dispatcher", "Handler", "Result", "write_completion"]
 

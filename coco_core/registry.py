@@ -52,7 +52,7 @@ class ScenarioSpec:
     :param vendor: the vendor it exercises.
     :param name: a short name (``certificates``).
     :param target: ``module:function``; the function takes a
-        :class:`coco_core.demo.DemoEnv` and runs the scenario.
+        :class:`coco_core.demo.env.DemoEnv` and runs the scenario.
     :param description: one line for people.
     """
 
@@ -318,6 +318,6 @@ class Registry:
 
 
 def _builtin_module() -> ModuleType:
-    import coco_core._builtin
+    import coco_core.generic.decoders
 
-    return coco_core._builtin
+    return coco_core.generic.decoders

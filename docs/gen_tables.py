@@ -23,10 +23,10 @@ import sys
 from pathlib import Path
 
 from coco_core.abi import Abi, AbiPart
-from coco_core.cli.render import render_space, table
 from coco_core.errorspace import ErrorSpace
+from coco_core.generic.uapi import EXIT_UNION_OFFSET
 from coco_core.registry import Registry
-from coco_core.uapi import EXIT_UNION_OFFSET
+from coco_core.review.render import render_space, table
 
 #: The plugins whose ABIs the committed reference documents.
 SHIPPED = frozenset({"snp", "tdx"})

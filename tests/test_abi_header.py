@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from coco_core.cli.main import main
-from coco_core.testing.gcc import find_header_dir, header_defines, header_offsets
+from coco_core.review.gcc import find_header_dir, header_defines, header_offsets
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
 
@@ -113,7 +113,7 @@ def test_check_with_header(
     """abi check --header passes for linux-7.2 and lists a changed exit number as a mismatch."""
     assert main(["abi", "check", "--header", str(header_dir)]) == 0
     assert "MISMATCH" not in capsys.readouterr().out
-    import coco_core.testing.gcc as gcc
+    import coco_core.review.gcc as gcc
 
     real = gcc.header_defines
 

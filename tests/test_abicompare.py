@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Tests for coco_core.abicompare with synthetic SNP certificate ABIs."""
+"""Tests for coco_core.review.compare with synthetic SNP certificate ABIs."""
 
 from __future__ import annotations
 
@@ -10,9 +10,15 @@ from types import ModuleType
 
 import pytest
 
-from coco_core.abicompare import ImportedAbi, compare_abis, compare_layouts, history, render_history
 from coco_core.errors import ConfigurationError
 from coco_core.layout import U32, U64, struct_of
+from coco_core.review.compare import (
+    ImportedAbi,
+    compare_abis,
+    compare_layouts,
+    history,
+    render_history,
+)
 
 
 def _fixtures() -> ModuleType:

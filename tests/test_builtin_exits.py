@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 
-from coco_core._builtin import IO, MEMORY_FAULT, RDMSR, WRMSR
+from coco_core.generic.decoders import IO, MEMORY_FAULT, RDMSR, WRMSR
 from coco_core.requests import MemoryFault, MsrAccess, PortIo
 from coco_core.status import CoCoStatus, Outcome
 
@@ -83,7 +83,7 @@ def test_repeated_port_io_gets_the_same_frozen_request() -> None:
 
 def test_port_io_requests_kept_stay_bounded() -> None:
     """A guest cycling through every port cannot grow the table of kept requests past its bound."""
-    from coco_core import _builtin
+    from coco_core.generic import decoders as _builtin
 
     for port in range(0, 0x10000, 7):
         req = IO.decode(_run(2, struct.pack("<BBHIQ", 0, 2, port, 1, 4096)))

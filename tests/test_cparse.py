@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Tests for coco_core.cparse: C struct declarations from headers and patches."""
+"""Tests for coco_core.review.cparse: C struct declarations from headers and patches."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coco_core.cparse import CParseError, evaluate, parse_c
 from coco_core.errors import DecodeError
 from coco_core.layout import CHAR, S32, S64, U8, U16, U32, U64, Layout, struct_of, union_of
+from coco_core.review.cparse import CParseError, evaluate, parse_c
 
 V1 = """
 struct kvm_exit_coco {

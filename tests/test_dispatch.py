@@ -18,6 +18,7 @@ from coco_core.dispatch import Dispatcher, write_completion
 from coco_core.errors import ConfigurationError
 from coco_core.errorspace import CodeError
 from coco_core.exits import CoCoExit, CompletionError
+from coco_core.generic.uapi import KVM_RUN_SIZE, KvmExitReason
 from coco_core.registry import Registrar, Registry
 from coco_core.requests import (
     MemoryConversion,
@@ -30,7 +31,6 @@ from coco_core.requests import (
 )
 from coco_core.status import CoCoStatus, Outcome
 from coco_core.testing import kvm_run_image
-from coco_core.uapi import KVM_RUN_SIZE, KvmExitReason
 
 # kvm_run of KVM_EXIT_EXAMPLE_ATTEST (44), the rest of the buffer 0xAA so that
 # any write outside the union shows.
@@ -357,7 +357,7 @@ def test_generic_exits_never_raise_or_write_outside_union(
 
 def test_handler_returning_garbage_is_answered_with_error(caplog: pytest.LogCaptureFixture) -> None:
     """A handler that returns neither a status nor an Outcome gets ERROR written and logged."""
-    from coco_core.kvmerrno import MAP_GPA_RANGE_ERRNO
+    from coco_core.generic.kvmerrno import MAP_GPA_RANGE_ERRNO
     from coco_core.registry import Registry
     from coco_core.requests import MemoryConversion
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from coco_core.errors import RegistrationError
 from coco_core.errorspace import CodeError, ErrorSpace, Landing, UnknownCode
-from coco_core.kvmerrno import MAP_GPA_RANGE_ERRNO, MAP_GPA_RANGE_LEGACY, MSR_ERROR
+from coco_core.generic.kvmerrno import MAP_GPA_RANGE_ERRNO, MAP_GPA_RANGE_LEGACY, MSR_ERROR
 from coco_core.status import CoCoStatus
 
 OK, RETRY, INVALID, ERROR = CoCoStatus.OK, CoCoStatus.RETRY, CoCoStatus.INVALID, CoCoStatus.ERROR

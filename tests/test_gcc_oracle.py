@@ -9,7 +9,7 @@ import pytest
 
 from coco_core.layout import U8, U32, U64, Layout, struct_of, union_of
 from coco_core.registry import Registry
-from coco_core.testing.gcc import compare_with_gcc, gcc_offsets, render_program_c
+from coco_core.review.gcc import compare_with_gcc, gcc_offsets, render_program_c
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
 

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from coco_core.errors import LayoutError
+from coco_core.generic.uapi import KvmHypercallExit, KvmMsrExit, kvm_run_layout
 from coco_core.layout import (
     U8,
     U16,
@@ -21,7 +22,6 @@ from coco_core.layout import (
     struct_of,
     union_of,
 )
-from coco_core.uapi import KvmHypercallExit, KvmMsrExit, kvm_run_layout
 
 
 @c_struct("struct demo", size=0x20, source="test")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coco_core.memattr import PAGE_SIZE, MemoryAttributeTracker
 from coco_core.requests import MemoryConversion, MemoryFault
+from coco_core.services.memattr import PAGE_SIZE, MemoryAttributeTracker
 from coco_core.status import CoCoStatus, Outcome
 
 RAM = 64 * PAGE_SIZE
@@ -85,7 +85,7 @@ def test_map_gpa_range_pages_are_4k_whatever_the_page_size_hint() -> None:
     """An SNP 2 MiB PSC entry (512 pages, PAGE_SZ_2M) decodes to a 2 MiB range, not 1 GiB."""
     import struct
 
-    from coco_core._builtin import map_gpa_decoder
+    from coco_core.generic.decoders import map_gpa_decoder
 
     run = bytearray(2352)
     struct.pack_into("<I", run, 8, 3)  # KVM_EXIT_HYPERCALL

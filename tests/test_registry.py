@@ -218,7 +218,7 @@ def test_allow_list_is_respected(caplog: pytest.LogCaptureFixture) -> None:
 def test_empty_allow_list_loads_only_builtins() -> None:
     """An empty allow-list loads no third-party plugin at all."""
     reg = Registry.from_entry_points(allow=set())
-    assert [p.module for p in reg.plugins] == ["coco_core._builtin"]
+    assert [p.module for p in reg.plugins] == ["coco_core.generic.decoders"]
     assert reg.vendors == {}
 
 
@@ -238,7 +238,7 @@ def test_quote_request_type_is_shared() -> None:
 
 def test_reused_space_keeps_its_first_owner(make_plugin: Any) -> None:
     """A plugin reusing the core's error space does not become its owner."""
-    from coco_core.kvmerrno import MAP_GPA_RANGE_ERRNO
+    from coco_core.generic.kvmerrno import MAP_GPA_RANGE_ERRNO
 
     reuser = make_plugin("one", lambda r: r.add_error_space(MAP_GPA_RANGE_ERRNO))
     reg = Registry.from_plugins([reuser])

@@ -15,9 +15,9 @@ from coco_core.dispatch import Dispatcher
 from coco_core.kvm.runloop import Action, RunLoop, StopReason
 from coco_core.kvm.serve import coco_exit_handler
 from coco_core.kvm.vcpu import RunOutcome
-from coco_core.memattr import MemoryAttributeTracker
 from coco_core.registry import Registrar, Registry
 from coco_core.requests import MemoryFault, Unsupported
+from coco_core.services.memattr import MemoryAttributeTracker
 
 
 class _ScriptedVcpu:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from coco_core.uapi import (
+from coco_core.generic.uapi import (
     EXIT_REASON,
     EXIT_UNION_OFFSET,
     EXIT_UNION_SIZE,

@@ -16,9 +16,9 @@ from coco_core.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from coco_core.abi import Abi
-    from coco_core.abicompare import ImportedAbi
     from coco_core.layout import Layout
     from coco_core.registry import Registry
+    from coco_core.review.compare import ImportedAbi
 
 __all__ = ["configure_parser", "kvm_run_offsets", "load_abi_or_file"]
 
@@ -126,8 +126,8 @@ def _read(p: Path) -> str:
 
 
 def _import_file(p: Path, struct: str | None) -> ImportedAbi:
-    from coco_core.abicompare import ImportedAbi
-    from coco_core.cparse import parse_c
+    from coco_core.review.compare import ImportedAbi
+    from coco_core.review.cparse import parse_c
 
     parsed = parse_c(_read(p), source=str(p))
     if struct is None:
@@ -213,7 +213,7 @@ def _member_json(name: str, lay: Layout) -> dict[str, Any]:
 
 
 def _render_members(members: dict[str, Layout], fmt: str) -> list[str]:
-    from coco_core.cli.render import table
+    from coco_core.review.render import table
 
     out: list[str] = []
     for name, lay in members.items():
@@ -240,8 +240,8 @@ def _render_members(members: dict[str, Layout], fmt: str) -> list[str]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from coco_core.cli.render import table
     from coco_core.registry import DEFAULT_ABI
+    from coco_core.review.render import table
 
     reg: Registry = args.registry
     rows: list[dict[str, Any]] = []
@@ -293,7 +293,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from coco_core.cli.render import render_space
+    from coco_core.review.render import render_space
 
     reg: Registry = args.registry
     abi = reg.abi(args.name)
@@ -380,7 +380,7 @@ def _offsets(args: argparse.Namespace) -> int:
         doc = {"abi": abi.name, "offsets": {k: list(v) for k, v in offs.items()}}
         print(json.dumps(doc, indent=2))
         return 0
-    from coco_core.cli.render import table
+    from coco_core.review.render import table
 
     rows = [[p, str(o), str(s)] for p, (o, s) in offs.items()]
     print(f"{abi.name}: struct kvm_run")
@@ -395,7 +395,7 @@ def _exits(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps({"abi": abi.name, "exits": abi.exits}, indent=2))
         return 0
-    from coco_core.cli.render import table
+    from coco_core.review.render import table
 
     rows = [[n, str(v)] for n, v in abi.exits.items()]
     print(f"{abi.name}:")
@@ -406,7 +406,7 @@ def _exits(args: argparse.Namespace) -> int:
 def _history(args: argparse.Namespace) -> int:
     import attrs
 
-    from coco_core.abicompare import history, render_history
+    from coco_core.review.compare import history, render_history
 
     reg: Registry = args.registry
     entries = history(reg)
@@ -428,7 +428,7 @@ def _parse_pairs(items: list[str]) -> dict[str, str]:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from coco_core.abicompare import compare_abis
+    from coco_core.review.compare import compare_abis
 
     reg: Registry = args.registry
     a = load_abi_or_file(reg, args.a, args.struct)
@@ -462,7 +462,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from coco_core.testing.gcc import gcc_offsets, header_defines, header_offsets
+    from coco_core.review.gcc import gcc_offsets, header_defines, header_offsets
 
     reg: Registry = args.registry
     problems: list[str] = []

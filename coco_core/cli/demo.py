@@ -48,7 +48,7 @@ def _pick_backend(wanted: str) -> tuple[str, str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from coco_core.demo import DemoEnv, ExitLine, default_testdata
+    from coco_core.demo.env import DemoEnv, ExitLine, default_testdata
     from coco_core.registry import Registry
 
     reg: Registry = args.registry

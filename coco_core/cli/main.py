@@ -204,7 +204,7 @@ def _errors_table(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps({"spaces": [s.to_json() for s in spaces]}, indent=2, default=int))
         return 0
-    from coco_core.cli.render import render_space
+    from coco_core.review.render import render_space
 
     out = [render_space(s, markdown=args.format == "markdown") for s in spaces]
     print("\n\n".join(out))

@@ -8,6 +8,7 @@ from typing import Any
 
 from coco_core.dispatch import Dispatcher, Result
 from coco_core.errors import ConfigurationError
+from coco_core.generic.uapi import KVM_RUN_SIZE
 from coco_core.model.base import (
     GuestCall,
     GuestCpu,
@@ -18,7 +19,6 @@ from coco_core.model.base import (
 )
 from coco_core.registry import DEFAULT_ABI, Registry
 from coco_core.requests import Unsupported
-from coco_core.uapi import KVM_RUN_SIZE
 
 __all__ = ["KernelModel", "StepHook"]
 

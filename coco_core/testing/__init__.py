@@ -2,7 +2,7 @@
 """Testing support for coco plugins: the conformance kit and golden exits.
 
 The kit needs pytest and hypothesis (the ``dev`` extra); its names are
-imported lazily, so ``coco_core.testing.gcc`` (used by ``coco abi check``)
+imported lazily, so ``coco_core.review.gcc`` (used by ``coco abi check``)
 works without them. ``coco_core`` itself never imports this package. A
 plugin's tests use::
 

@@ -73,6 +73,7 @@ from coco_core.abi import Abi, AbiPart, ExitDecoder
 from coco_core.dispatch import Dispatcher
 from coco_core.errors import CoCoError
 from coco_core.errorspace import CodeError, ErrorSpace, UnknownCode
+from coco_core.generic.uapi import EXIT_UNION_OFFSET, EXIT_UNION_SIZE, KVM_RUN_SIZE
 from coco_core.layout import Layout
 from coco_core.model.base import GENERATIONS
 from coco_core.model.kernel import KernelModel
@@ -88,9 +89,8 @@ from coco_core.requests import (
     Termination,
     Unsupported,
 )
+from coco_core.review.gcc import CompilerUnavailable, compare_with_gcc
 from coco_core.status import CoCoStatus, Outcome
-from coco_core.testing.gcc import CompilerUnavailable, compare_with_gcc
-from coco_core.uapi import EXIT_UNION_OFFSET, EXIT_UNION_SIZE, KVM_RUN_SIZE
 
 __all__ = [
     "CAPABILITIES",

@@ -17,9 +17,9 @@ from types import ModuleType
 
 import pytest
 
+from coco_core.generic.uapi import KVM_RUN_SIZE
 from coco_core.registry import Registry
 from coco_core.testing.kit import Golden, registry_for
-from coco_core.uapi import KVM_RUN_SIZE
 
 __all__ = ["coco_registry", "golden", "kvm_run_buffer"]
 

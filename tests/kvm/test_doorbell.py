@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from coco_core.kvm import doorbell, guestbuild
-from coco_core.kvm.doorbell import (
+from coco_core.emulated import doorbell, guestbuild
+from coco_core.emulated.doorbell import (
     DOORBELL_TDVMCALL_PORT,
     DOORBELL_VMGEXIT_PORT,
     RESULT_PORT,
     DoorbellRouter,
     UnexpectedExit,
 )
-from coco_core.kvm.guestbuild import GuestBuildError, boot_guest, build_guest
+from coco_core.emulated.guestbuild import GuestBuildError, boot_guest, build_guest
 from coco_core.kvm.runloop import RunLoop, StopReason
 from coco_core.kvm.structs import Regs
 from coco_core.kvm.system import Kvm

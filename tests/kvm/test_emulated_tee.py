@@ -14,16 +14,16 @@ import coco_snp.doorbell
 import coco_snp.plugin
 import coco_tdx.doorbell
 import coco_tdx.plugin
-from coco_core import emulated
-from coco_core.demo import DemoEnv, ExitLine, default_testdata
+from coco_core.demo.env import DemoEnv, ExitLine, default_testdata
 from coco_core.dispatch import Dispatcher
-from coco_core.emulated import EmulatedGuest, run_guest
-from coco_core.kvm import guestbuild
+from coco_core.emulated import guestbuild
+from coco_core.emulated import tee as emulated
+from coco_core.emulated.tee import EmulatedGuest, run_guest
+from coco_core.generic.uapi import EXIT_UNION_OFFSET, KvmExitReason
 from coco_core.kvm.system import Kvm
 from coco_core.registry import Registry
 from coco_core.requests import CertificateRequest, MemoryConversion, TdvmcallInfoQuery
 from coco_core.status import CoCoStatus
-from coco_core.uapi import EXIT_UNION_OFFSET, KvmExitReason
 from coco_snp import demo as snp_demo
 from coco_tdx import demo as tdx_demo
 from coco_tdx.ghci import TdvmcallStatus
@@ -42,7 +42,7 @@ def _env(backend: str = "kvm") -> DemoEnv:
 
 
 def test_report_port_matches_guest_equ() -> None:
-    """The REPORT_PORT .equ in emulated.S equals coco_core.emulated.REPORT_PORT."""
+    """The REPORT_PORT .equ in emulated.S equals coco_core.emulated.tee.REPORT_PORT."""
     text = (guestbuild.GUEST_DIR / "emulated.S").read_text()
     match = re.search(r"\.equ\s+REPORT_PORT,\s*(\w+)", text)
     assert match is not None
@@ -101,7 +101,7 @@ class _BuggyVmm(Dispatcher):
 
 def test_rejected_completion_is_recorded_and_final() -> None:
     """A MAP_GPA_RANGE ret the 7.2 kernel refuses is recorded as rejected and ends the vCPU."""
-    from coco_core.emulated import EmulatedTee
+    from coco_core.emulated.tee import EmulatedTee
     from coco_core.kvm.vm import GuestMemory
     from coco_core.model.base import GuestCpu
 
@@ -118,7 +118,7 @@ def test_rejected_completion_is_recorded_and_final() -> None:
 
 def test_tdx_unknown_leaf_gets_subfunc_unsupported() -> None:
     """Registers naming no TDVMCALL leaf get R10 = SUBFUNC_UNSUPPORTED from the emulated TEE."""
-    from coco_core.emulated import EmulatedTee
+    from coco_core.emulated.tee import EmulatedTee
     from coco_core.kvm.vm import GuestMemory
     from coco_core.model.base import GuestCpu
 
@@ -133,7 +133,7 @@ def test_tdx_unknown_leaf_gets_subfunc_unsupported() -> None:
 
 def test_snp_unknown_exit_code_gets_invalid_event() -> None:
     """An unknown SW_EXITCODE gets SW_EXITINFO1 = 2 and SW_EXITINFO2 = GHCB_ERR_INVALID_EVENT."""
-    from coco_core.emulated import EmulatedTee
+    from coco_core.emulated.tee import EmulatedTee
     from coco_core.kvm.vm import GuestMemory
     from coco_core.model.base import GuestCpu
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from coco_core.emulated.doorbell import PINGPONG_PORT, RESULT_PORT
+from coco_core.emulated.guestbuild import GUEST_LOAD_GPA, GUEST_STACK_TOP, BootedGuest, boot_guest
 from coco_core.kvm import ioctls
-from coco_core.kvm.doorbell import PINGPONG_PORT, RESULT_PORT
-from coco_core.kvm.guestbuild import GUEST_LOAD_GPA, GUEST_STACK_TOP, BootedGuest, boot_guest
 from coco_core.kvm.runloop import (
     KICK_SIGNAL,
     Action,

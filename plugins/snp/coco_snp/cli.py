@@ -28,15 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from coco_core.errors import CoCoError
-from coco_snp.certs import (
+from coco_snp.certs.store import (
     CertificateStore,
     CertKind,
     StoredCertificate,
     load_certificates,
 )
-from coco_snp.certtable import CertTableKind, build_cert_table, parse_cert_table, required_pages
+from coco_snp.certs.table import CertTableKind, build_cert_table, parse_cert_table, required_pages
+from coco_snp.certs.tcb import Product, TcbVersion
 from coco_snp.report import AttestationReport, load_report
-from coco_snp.tcb import Product, TcbVersion
 
 __all__ = ["NoSignerError", "SnpCliError", "configure_parser"]
 

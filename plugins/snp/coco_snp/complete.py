@@ -28,15 +28,15 @@ from __future__ import annotations
 import struct
 
 from coco_core.abi import Discriminator, ExitDecoder, StatusField
-from coco_core.model.base import GuestMemoryLike
-from coco_core.requests import CertificateRequest, NeutralRequest, Termination
-from coco_core.status import Outcome
-from coco_core.uapi import (
+from coco_core.generic.uapi import (
     EXIT_UNION_OFFSET,
     KvmExitReason,
     KvmSystemEventExit,
     SystemEventType,
 )
+from coco_core.model.base import GuestMemoryLike
+from coco_core.requests import CertificateRequest, NeutralRequest, Termination
+from coco_core.status import Outcome
 from coco_snp.ghcb import REQ_CERTS, REQ_CERTS_COCO_V1, REQ_CERTS_ERRNO_V2
 from coco_snp.uapi import (
     GHCB_MSR_INFO_MASK,

@@ -1,20 +1,20 @@
 # SPDX-License-Identifier: Apache-2.0
 """The SNP scenario of ``coco demo``: an SNP guest's requests answered by the shipped services.
 
-The steps (guest side: ``coco_core/kvm/guest/snp_demo.S``, which documents them;
+The steps (guest side: ``coco_snp/guest/snp_demo.S``, which documents them;
 register convention: :mod:`coco_snp.doorbell`): an extended guest request with
 a one-page buffer (``SNP_GUEST_VMM_ERR_INVALID_LEN`` and RBX = pages needed),
 the retry with that many pages (the GHCB certificate table built by
 :class:`~coco_snp.service.CertificateService` from real AMD certificates in
 testdata: the Milan ARK and ASK and a Milan VCEK), page-state changes through
 the GHCB MSR protocol (private → shared → private, bookkept by a
-:class:`~coco_core.memattr.MemoryAttributeTracker`) and termination through the
+:class:`~coco_core.services.memattr.MemoryAttributeTracker`) and termination through the
 MSR protocol with a reason.
 
 Backends: ``kvm`` runs the real guest behind the emulated TEE
-(:mod:`coco_core.emulated`); ``model`` drives the same requests from Python with
+(:mod:`coco_core.emulated.tee`); ``model`` drives the same requests from Python with
 :class:`~coco_core.model.base.GuestCpu` over a ``bytearray`` guest memory,
-through the same :class:`~coco_core.emulated.EmulatedTee`. Then the robustness
+through the same :class:`~coco_core.emulated.tee.EmulatedTee`. Then the robustness
 step: a certificate handler that raises, and random registers through the
 doorbell (guest ``doorbell_garbage.S`` on ``kvm``).
 
@@ -28,16 +28,16 @@ import random
 from pathlib import Path
 from typing import Any
 
-from coco_core.demo import ConversionLog, DemoEnv
-from coco_core.emulated import EmulatedGuest, EmulatedTee, TeeCall, fnv1a32
+from coco_core.demo.env import ConversionLog, DemoEnv
+from coco_core.emulated.guestbuild import GUEST_RAM_SIZE
+from coco_core.emulated.tee import EmulatedGuest, EmulatedTee, TeeCall, fnv1a32
 from coco_core.errors import CoCoError
-from coco_core.kvm.guestbuild import GUEST_RAM_SIZE
 from coco_core.kvm.vm import GuestMemory
 from coco_core.model.base import GuestCpu
 from coco_core.requests import CertificateRequest, MemoryConversion, Termination
 from coco_core.status import CoCoStatus
-from coco_snp.certs import CertificateStore
-from coco_snp.certtable import parse_cert_table, required_pages
+from coco_snp.certs.store import CertificateStore
+from coco_snp.certs.table import parse_cert_table, required_pages
 from coco_snp.doorbell import GHCB_ERR_INVALID_EVENT, GHCB_TO_REGS, MSR_PROTOCOL
 from coco_snp.ghcb import SNP_GUEST_VMM_ERR_GENERIC, SNP_GUEST_VMM_ERR_INVALID_LEN
 from coco_snp.model import REQ_CERTS_ENABLED
@@ -62,6 +62,8 @@ CERTIFICATES = ("certs/ark_milan.pem", "certs/ask_milan.pem", "reports/milan_v2_
 _INVALID_LEN = SNP_GUEST_VMM_ERR_INVALID_LEN << 32
 _GENERIC = SNP_GUEST_VMM_ERR_GENERIC << 32
 _DEADLINE = 30.0
+#: the demo guest's source, shipped with this plugin (it links with the core's doorbell)
+_GUEST = Path(__file__).with_name("guest") / "snp_demo.S"
 
 
 def _store(testdata: Path) -> CertificateStore:
@@ -144,7 +146,7 @@ def _run_kvm(env: DemoEnv, store: CertificateStore) -> None:
         box["vmm"] = _Vmm(env, guest.memory, store, guest.dispatcher)
         _enable(guest.tee)
 
-    run = env.run_guest("snp", "snp_demo", prepare, _DEADLINE)
+    run = env.run_guest("snp", _GUEST, prepare, _DEADLINE)
     _check(env, box["vmm"], dict(run.reports), run.problem("snp.term_msr"))
 
 

@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """The SNP doorbell of the emulated TEE: GHCB requests carried in registers.
 
-A guest on the emulated TEE (:mod:`coco_core.emulated`) has no GHCB page and no
+A guest on the emulated TEE (:mod:`coco_core.emulated.tee`) has no GHCB page and no
 GHCB MSR the hypervisor can read, so the GHCB fields travel in registers. It
-rings :data:`DOORBELL_PORT` (``0x0CC1``, ``coco_core.kvm.doorbell.DOORBELL_VMGEXIT_PORT``)
+rings :data:`DOORBELL_PORT` (``0x0CC1``, ``coco_core.emulated.doorbell.DOORBELL_VMGEXIT_PORT``)
 where an SNP guest executes ``VMGEXIT``. The convention (this module's own;
 the GHCB spec has no register form):
 
@@ -41,7 +41,7 @@ R11 (``GHCB_MSR_INFO``) name the request (``GHCB_MSR_PSC_REQ`` → ``snp.psc_msr
 
 from __future__ import annotations
 
-from coco_core.kvm.ports import DOORBELL_VMGEXIT_PORT
+from coco_core.emulated.ports import DOORBELL_VMGEXIT_PORT
 from coco_core.model.base import GuestCall, GuestCpu, GuestView, KernelContext, ModelPart
 from coco_snp.uapi import GHCB_MSR_INFO_MASK, GHCB_MSR_PSC_REQ, GHCB_MSR_TERM_REQ, SvmVmgexit
 
@@ -58,7 +58,7 @@ __all__ = [
     "route",
 ]
 
-#: the VMGEXIT doorbell port (``coco_core.kvm.doorbell.DOORBELL_VMGEXIT_PORT``)
+#: the VMGEXIT doorbell port (``coco_core.emulated.doorbell.DOORBELL_VMGEXIT_PORT``)
 DOORBELL_PORT = DOORBELL_VMGEXIT_PORT
 #: R12 for the GHCB MSR protocol: ``MSR_AMD64_SEV_ES_GHCB`` (arch/x86/include/asm/msr-index.h)
 MSR_PROTOCOL = 0xC0010130

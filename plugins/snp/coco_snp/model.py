@@ -34,7 +34,16 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from coco_core.kvmerrno import Errno
+from coco_core.generic.kvmerrno import Errno
+from coco_core.generic.uapi import (
+    EXIT_REASON,
+    EXIT_UNION_OFFSET,
+    EXIT_UNION_SIZE,
+    HypercallNr,
+    KvmExitReason,
+    MapGpaRangeAttr,
+    SystemEventType,
+)
 from coco_core.model.base import (
     ExitImage,
     GuestCall,
@@ -43,15 +52,6 @@ from coco_core.model.base import (
     KernelContext,
     KvmRunRejected,
     ModelPart,
-)
-from coco_core.uapi import (
-    EXIT_REASON,
-    EXIT_UNION_OFFSET,
-    EXIT_UNION_SIZE,
-    HypercallNr,
-    KvmExitReason,
-    MapGpaRangeAttr,
-    SystemEventType,
 )
 from coco_snp.ghcb import (
     GHCB_ERR_INVALID_INPUT,

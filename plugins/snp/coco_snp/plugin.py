@@ -23,14 +23,19 @@ same handlers by naming the ABI.
 
 from __future__ import annotations
 
-from coco_core._builtin import HYPERCALL_NR, SYSTEM_EVENT_TYPE, map_gpa_decoder, released_exits
 from coco_core.abi import AbiPart, CompletionDuty, Discriminator, ExitDecoder
 from coco_core.errorspace import ErrorSpace
+from coco_core.generic.decoders import (
+    HYPERCALL_NR,
+    SYSTEM_EVENT_TYPE,
+    map_gpa_decoder,
+    released_exits,
+)
+from coco_core.generic.kvmerrno import MAP_GPA_RANGE_LEGACY
+from coco_core.generic.uapi import KvmExitReason, generic_union_members
 from coco_core.hookspecs import hookimpl
-from coco_core.kvmerrno import MAP_GPA_RANGE_LEGACY
 from coco_core.layout import Layout
 from coco_core.registry import Registrar
-from coco_core.uapi import KvmExitReason, generic_union_members
 from coco_snp import complete, doorbell, ghcb
 from coco_snp.model import MODEL
 from coco_snp.uapi import (

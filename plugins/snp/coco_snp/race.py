@@ -11,7 +11,7 @@ Actors, each advanced one step per schedule entry:
 
 * **updater**: hot-loads firmware (REPORTED_TCB += 1), then publishes the VCEK for the new
   TCB. Under :attr:`Policy.OFD_LOCK` it brackets both with the exclusive lock
-  (:func:`coco_snp.certlock.exclusive_update`) and waits (``F_OFD_SETLKW``) while any VMM
+  (:func:`coco_snp.certs.lock.exclusive_update`) and waits (``F_OFD_SETLKW``) while any VMM
   holds the shared lock.
 * **VMM** (``VMM_A``, ``VMM_B``: two vCPUs): serves one request in two steps — *read* the
   certificates, then *complete* (KVM issues the firmware request; the firmware signs with the
@@ -25,7 +25,7 @@ Policies:
 * :attr:`Policy.NONE` — no protocol: mismatches happen.
 * :attr:`Policy.OFD_LOCK` — the upstream convention (kernel-abi.md §3.2).
 * :attr:`Policy.TCB_KEYED` — the store keeps one VCEK per TCB
-  (:meth:`coco_snp.certs.CertificateStore.for_tcb`) and the VMM picks it at completion for
+  (:meth:`coco_snp.certs.store.CertificateStore.for_tcb`) and the VMM picks it at completion for
   the TCB the firmware signs with. The model assumes that TCB is learnt atomically with the
   signing (as in Dionna Glaze's proposal to return REPORTED_TCB with the request, which was
   not adopted upstream); without that atomicity this policy has its own, smaller window. If

@@ -8,7 +8,7 @@ Structure", cross-checked against google/go-sev-guest ``abi/abi.go`` (``ReportTo
 exist from report version 3 on (reserved before); see ``testdata/SOURCES.md`` for the real
 reports these offsets were checked against.
 
-The TCB fields are product-dependent (:mod:`coco_snp.tcb`). The product comes from the CPUID
+The TCB fields are product-dependent (:mod:`coco_snp.certs.tcb`). The product comes from the CPUID
 family/model for version 3+, otherwise from the caller (normally the VCEK ``productName``);
 when neither is available :attr:`AttestationReport.product` is ``None`` and the raw u64 values
 are all that can be shown.
@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from coco_core.errors import CoCoError, DecodeError
-from coco_snp.tcb import Product, TcbVersion, UnknownProductError
+from coco_snp.certs.tcb import Product, TcbVersion, UnknownProductError
 
 __all__ = [
     "HCL_MAGIC",

@@ -7,7 +7,7 @@ buffer, builds the GHCB certificate table (reference/kernel-abi.md §3.6) and wr
 into guest memory, or says how many pages the guest must provide.
 
 With ``blob=path`` it follows the upstream race-avoidance protocol (§3.2;
-:mod:`coco_snp.certlock`): the blob is read under a shared OFD lock, and the lock is
+:mod:`coco_snp.certs.lock`): the blob is read under a shared OFD lock, and the lock is
 released by the run loop through :attr:`Outcome.after_kernel_completion`, once KVM has
 completed the request (issued the firmware call) on the ``immediate_exit`` re-entry.
 An update in progress gives RETRY (EAGAIN → ``SNP_GUEST_VMM_ERR_BUSY``), which is legal
@@ -29,7 +29,7 @@ from uuid import UUID
 from coco_core.model.base import GuestMemoryLike
 from coco_core.requests import CertificateRequest
 from coco_core.status import CoCoStatus, Outcome
-from coco_snp.certtable import (
+from coco_snp.certs.table import (
     PAGE_SIZE,
     CertTableError,
     CertTableKind,
@@ -39,7 +39,7 @@ from coco_snp.certtable import (
 )
 
 if TYPE_CHECKING:
-    from coco_snp.certs import CertificateStore
+    from coco_snp.certs.store import CertificateStore
 
 __all__ = ["CertificateService", "CertificateSource", "table_from_store"]
 
@@ -58,7 +58,7 @@ def table_from_store(store: CertificateStore) -> bytes:
 
     ASVK goes under the ASK GUID (no ASVK GUID exists, kernel-abi.md §3.6).
     """
-    from coco_snp.certs import CertKind
+    from coco_snp.certs.store import CertKind
 
     picks = [
         (CertTableKind.VCEK, (CertKind.VCEK,)),
@@ -80,7 +80,7 @@ class CertificateService:
     """Handler for :class:`CertificateRequest`: ``dispatcher.on(CertificateRequest, svc)``.
 
     :param memory: guest memory (bounds-checked ``read``/``write``/``contains``).
-    :param source: the certificates: a :class:`~coco_snp.certs.CertificateStore`, a
+    :param source: the certificates: a :class:`~coco_snp.certs.store.CertificateStore`, a
         ready GHCB table, or ``(GUID or kind, DER)`` entries. Built once, here.
     :param blob: instead of ``source``, a certificate blob file (a GHCB table) read
         under the shared OFD lock for every request.
@@ -142,7 +142,7 @@ class CertificateService:
         if self._table is not None:
             return self._table, None
         assert self.blob is not None
-        from coco_snp.certlock import (
+        from coco_snp.certs.lock import (
             CertificateFileError,
             CertificatesBusy,
             read_certificates_locked,

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Tests for coco_snp.certlock: OFD shared/exclusive locks on the certificate blob."""
+"""Tests for coco_snp.certs.lock: OFD shared/exclusive locks on the certificate blob."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from coco_snp.certlock import (
+from coco_snp.certs.lock import (
     CertificateFileError,
     CertificatesBusy,
     exclusive_update,
@@ -97,7 +97,7 @@ def test_lock_conflicts_with_another_process(blob: Path) -> None:
     """A shared lock held by a child process makes a non-blocking update busy."""
     code = textwrap.dedent(f"""
         import sys
-        from coco_snp.certlock import read_certificates_locked
+        from coco_snp.certs.lock import read_certificates_locked
         with read_certificates_locked({str(blob)!r}):
             print("locked", flush=True)
             sys.stdin.readline()

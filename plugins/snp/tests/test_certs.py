@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Tests for coco_snp.certs: loading, extensions, chains and report-signer selection."""
+"""Tests for coco_snp.certs.store: loading, extensions, chains and report-signer selection."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coco_core.errors import CoCoError
-from coco_snp.certs import (
+from coco_snp.certs.store import (
     AmbiguousCertificateError,
     CertificateError,
     CertificateStore,
@@ -23,8 +23,8 @@ from coco_snp.certs import (
     load_certificates,
     verify_issued_by,
 )
+from coco_snp.certs.tcb import Product, TcbVersion
 from coco_snp.report import load_report
-from coco_snp.tcb import Product, TcbVersion
 
 TESTDATA = Path(__file__).resolve().parents[3] / "testdata"
 REPORTS = TESTDATA / "snp" / "reports"

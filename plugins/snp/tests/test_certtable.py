@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Tests for coco_snp.certtable: building and parsing the GHCB certificate table."""
+"""Tests for coco_snp.certs.table: building and parsing the GHCB certificate table."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from coco_core.errors import DecodeError
-from coco_snp.certtable import (
+from coco_snp.certs.table import (
     ENTRY_SIZE,
     CertTableError,
     CertTableKind,
@@ -191,7 +191,12 @@ def test_hostile_entries_raise_only_cert_table_errors(
 
 def test_build_accepts_kind_names_and_rejects_unknown_keys() -> None:
     """Entries may be keyed by kind name; an unknown key is a CertTableError naming it."""
-    from coco_snp.certtable import CertTableError, CertTableKind, build_cert_table, parse_cert_table
+    from coco_snp.certs.table import (
+        CertTableError,
+        CertTableKind,
+        build_cert_table,
+        parse_cert_table,
+    )
 
     table = build_cert_table([("vcek", b"\x30\x01\x00"), ("ARK", b"\x30\x01\x01")])
     parsed = parse_cert_table(table)

@@ -8,11 +8,11 @@ import struct
 import pytest
 
 from coco_core.dispatch import Dispatcher
+from coco_core.generic.uapi import KVM_RUN_SIZE
 from coco_core.kvm.vm import GuestMemory
 from coco_core.registry import Registry
 from coco_core.requests import CertificateRequest, Termination, Unsupported
 from coco_core.status import CoCoStatus, Outcome
-from coco_core.uapi import KVM_RUN_SIZE
 from coco_snp import complete, plugin
 
 REG = Registry.from_plugins([plugin])

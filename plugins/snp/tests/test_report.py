@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coco_core.errors import CoCoError
-from coco_snp.certs import load_certificates
+from coco_snp.certs.store import load_certificates
+from coco_snp.certs.tcb import Product, TcbLayout
 from coco_snp.report import (
     REPORT_SIZE,
     AttestationReport,
@@ -20,7 +21,6 @@ from coco_snp.report import (
     SigningKey,
     load_report,
 )
-from coco_snp.tcb import Product, TcbLayout
 
 TESTDATA = Path(__file__).resolve().parents[3] / "testdata"
 REPORTS = TESTDATA / "snp" / "reports"

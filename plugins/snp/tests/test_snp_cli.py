@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from coco_core.errors import CoCoError
-from coco_snp.certtable import CertTableError, CertTableKind, parse_cert_table
+from coco_snp.certs.table import CertTableError, CertTableKind, parse_cert_table
 from coco_snp.cli import NoSignerError, SnpCliError, configure_parser
 
 TESTDATA = Path(__file__).resolve().parents[3] / "testdata"

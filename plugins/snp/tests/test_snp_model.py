@@ -16,8 +16,8 @@ from coco_core.registry import Registry
 from coco_core.requests import CertificateRequest, MemoryConversion, Termination
 from coco_core.status import CoCoStatus, Outcome
 from coco_snp import plugin
-from coco_snp.certs import CertificateStore
-from coco_snp.certtable import CertTableKind, parse_cert_table
+from coco_snp.certs.store import CertificateStore
+from coco_snp.certs.table import CertTableKind, parse_cert_table
 from coco_snp.model import REQ_CERTS_ENABLED
 from coco_snp.service import CertificateService
 

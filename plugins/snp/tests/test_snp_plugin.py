@@ -12,14 +12,14 @@ import pytest
 
 from coco_core.dispatch import Dispatcher
 from coco_core.exits import CompletionError
+from coco_core.generic.uapi import KVM_RUN_SIZE
 from coco_core.kvm.vm import GuestMemory
 from coco_core.registry import Registry
 from coco_core.requests import CertificateRequest
 from coco_core.status import CoCoStatus, Outcome
-from coco_core.uapi import KVM_RUN_SIZE
 from coco_snp import plugin
-from coco_snp.certlock import exclusive_update
-from coco_snp.certtable import CertTableKind, build_cert_table, parse_cert_table
+from coco_snp.certs.lock import exclusive_update
+from coco_snp.certs.table import CertTableKind, build_cert_table, parse_cert_table
 from coco_snp.service import CertificateService
 
 REG = Registry.from_plugins([plugin])

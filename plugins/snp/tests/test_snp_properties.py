@@ -9,15 +9,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coco_core.dispatch import Dispatcher
+from coco_core.generic.uapi import KVM_RUN_SIZE
 from coco_core.kvm.vm import GuestMemory
 from coco_core.model.base import GuestCpu, KvmRunRejected
 from coco_core.model.kernel import KernelModel
 from coco_core.registry import Registry
 from coco_core.requests import CertificateRequest, MemoryConversion, Termination
 from coco_core.status import CoCoStatus
-from coco_core.uapi import KVM_RUN_SIZE
 from coco_snp import complete, plugin
-from coco_snp.certtable import CertTableKind, build_cert_table
+from coco_snp.certs.table import CertTableKind, build_cert_table
 from coco_snp.model import REQ_CERTS_ENABLED
 from coco_snp.service import CertificateService
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from coco_core.generic.uapi import KVM_RUN_SIZE
 from coco_core.model.base import GuestCpu, KernelContext
 from coco_core.registry import Registry
-from coco_core.uapi import KVM_RUN_SIZE
 from coco_snp import plugin, uapi
 from coco_snp.model import MODEL, REQ_CERTS_ENABLED
 

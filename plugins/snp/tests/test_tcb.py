@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Tests for coco_snp.tcb: both TCB_VERSION layouts and product detection."""
+"""Tests for coco_snp.certs.tcb: both TCB_VERSION layouts and product detection."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from coco_core.errors import CoCoError
-from coco_snp.tcb import Product, TcbError, TcbLayout, TcbVersion, UnknownProductError
+from coco_snp.certs.tcb import Product, TcbError, TcbLayout, TcbVersion, UnknownProductError
 
 
 def test_milan_layout_decodes_gsg_reported_tcb() -> None:

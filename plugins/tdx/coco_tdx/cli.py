@@ -36,9 +36,9 @@ _BODY_TYPES = {2: "TD 1.0", 3: "TD 1.5"}
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``quote``, ``qgs-serve`` and ``qgs-get-quote`` subcommands to ``coco tdx``."""
-    from coco_tdx.devqgs import DevQgsMode, MalformedKind
-    from coco_tdx.qgs import QgsMsgError
-    from coco_tdx.qgs_client import DEFAULT_READ_TIMEOUT, DEFAULT_UNIX_PATH
+    from coco_tdx.qgs.client import DEFAULT_READ_TIMEOUT, DEFAULT_UNIX_PATH
+    from coco_tdx.qgs.dev import DevQgsMode, MalformedKind
+    from coco_tdx.qgs.wire import QgsMsgError
 
     sub = parser.add_subparsers(dest="tdx_command", metavar="COMMAND", required=True)
 
@@ -192,7 +192,7 @@ def _trailing(tail: bytes) -> str:
 
 
 def _cmd_qgs_serve(args: argparse.Namespace) -> int:
-    from coco_tdx.devqgs import DevQgsServer
+    from coco_tdx.qgs.dev import DevQgsServer
     from coco_tdx.quote import QuoteError
 
     try:
@@ -233,7 +233,7 @@ def _cmd_qgs_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_qgs_get_quote(args: argparse.Namespace) -> int:
-    from coco_tdx.qgs_client import QgsAddress, QgsClient, UnixAddress, parse_vsock
+    from coco_tdx.qgs.client import QgsAddress, QgsClient, UnixAddress, parse_vsock
     from coco_tdx.quote import Quote
 
     address: QgsAddress

@@ -30,6 +30,12 @@ import struct
 import attrs
 
 from coco_core.abi import Discriminator, ExitDecoder, StatusField
+from coco_core.generic.uapi import (
+    EXIT_UNION_OFFSET,
+    KvmExitReason,
+    KvmSystemEventExit,
+    SystemEventType,
+)
 from coco_core.requests import (
     EventNotifySetup,
     NeutralRequest,
@@ -39,12 +45,6 @@ from coco_core.requests import (
     VendorSpecific,
 )
 from coco_core.status import Outcome
-from coco_core.uapi import (
-    EXIT_UNION_OFFSET,
-    KvmExitReason,
-    KvmSystemEventExit,
-    SystemEventType,
-)
 from coco_tdx.ghci import TDVMCALL, TdvmcallStatus
 from coco_tdx.uapi import (
     TDX_NR_OFFSET,

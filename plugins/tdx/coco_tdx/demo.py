@@ -1,20 +1,20 @@
 # SPDX-License-Identifier: Apache-2.0
 """The TDX scenario of ``coco demo``: a TD's requests answered by the shipped services.
 
-The steps (guest side: ``coco_core/kvm/guest/tdx_demo.S``, which documents them):
+The steps (guest side: ``coco_tdx/guest/tdx_demo.S``, which documents them):
 SetupEventNotifyInterrupt (vector 0x40), GetTdVmCallInfo leaf 1, GetQuote with
 a recorded real TDREPORT (testdata/tdx/tdreport) answered by
 :class:`~coco_tdx.service.QuoteService` through the **development QGS**
-(:class:`~coco_tdx.devqgs.DevQgsServer`, recorded real quotes from
+(:class:`~coco_tdx.qgs.dev.DevQgsServer`, recorded real quotes from
 testdata/tdx/quotes over a temporary unix socket: a stand-in, not a quote of
 this guest), MapGPA of two pages to shared and back (bookkept by a
-:class:`~coco_core.memattr.MemoryAttributeTracker`), and ReportFatalError with
+:class:`~coco_core.services.memattr.MemoryAttributeTracker`), and ReportFatalError with
 a message.
 
 Backends: ``kvm`` runs the real guest on ``/dev/kvm`` behind the emulated TEE
-(:mod:`coco_core.emulated`); ``model`` drives the same calls from Python with
+(:mod:`coco_core.emulated.tee`); ``model`` drives the same calls from Python with
 :class:`~coco_core.model.base.GuestCpu` registers over a ``bytearray`` guest
-memory, through the same :class:`~coco_core.emulated.EmulatedTee`. Then the
+memory, through the same :class:`~coco_core.emulated.tee.EmulatedTee`. Then the
 robustness step: a handler that raises and a run of random registers through
 the doorbell (guest ``doorbell_garbage.S`` on ``kvm``).
 
@@ -31,17 +31,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coco_core.demo import ConversionLog, DemoEnv
-from coco_core.emulated import EmulatedGuest, EmulatedRun, EmulatedTee, TeeCall, fnv1a32
+from coco_core.demo.env import ConversionLog, DemoEnv
+from coco_core.emulated.guestbuild import GUEST_RAM_SIZE
+from coco_core.emulated.tee import EmulatedGuest, EmulatedRun, EmulatedTee, TeeCall, fnv1a32
 from coco_core.errors import CoCoError
-from coco_core.kvm.guestbuild import GUEST_RAM_SIZE
 from coco_core.kvm.vm import GuestMemory
 from coco_core.model.base import GuestCpu
 from coco_core.requests import MemoryConversion, TdvmcallInfoQuery, Termination
 from coco_core.status import CoCoStatus
-from coco_tdx.devqgs import DevQgsServer
 from coco_tdx.ghci import TDVMCALL, GetQuoteStatus, TdvmcallStatus
-from coco_tdx.qgs_client import QgsClient, UnixAddress
+from coco_tdx.qgs.client import QgsClient, UnixAddress
+from coco_tdx.qgs.dev import DevQgsServer
 from coco_tdx.quote import Quote
 from coco_tdx.service import (
     TDVMCALLINFO_SETUP_EVENT_NOTIFY_INTERRUPT,
@@ -66,6 +66,8 @@ TAG_INFO_R11, TAG_QUOTE_LEN, TAG_QUOTE_VERSION, TAG_QUOTE_FNV1A = 1, 2, 3, 4
 GARBAGE_CALLS = 16  # doorbell_garbage.S GARBAGE_CALLS
 _HEADER = struct.Struct("<QQII")  # struct tdx_quote_buf header: version, status, in_len, out_len
 _DEADLINE = 30.0
+#: the demo guest's source, shipped with this plugin (it links with the core's doorbell)
+_GUEST = Path(__file__).with_name("guest") / "tdx_demo.S"
 
 
 class _RecordingClient:
@@ -165,7 +167,7 @@ def _run_kvm(env: DemoEnv, client: _RecordingClient, report: bytes) -> None:
         box["vmm"] = _Vmm(env, guest.memory, client, guest.dispatcher)
         guest.memory.write(TDREPORT_GPA, report)
 
-    run = env.run_guest("tdx", "tdx_demo", prepare, _DEADLINE)
+    run = env.run_guest("tdx", _GUEST, prepare, _DEADLINE)
     vmm = box["vmm"]
     vmm.wait_idle()
     why = run.problem("tdx.report_fatal_error")

@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """The TDX doorbell of the emulated TEE: which guest call a ``TDG.VP.VMCALL`` names.
 
-A guest on the emulated TEE (:mod:`coco_core.emulated`) sets the registers as
+A guest on the emulated TEE (:mod:`coco_core.emulated.tee`) sets the registers as
 ``TDG.VP.VMCALL`` takes them (GHCI 1.5, "TDG.VP.VMCALL Interface") and rings
-:data:`DOORBELL_PORT` (``0x0CC0``, ``coco_core.kvm.doorbell.DOORBELL_TDVMCALL_PORT``)
+:data:`DOORBELL_PORT` (``0x0CC0``, ``coco_core.emulated.doorbell.DOORBELL_TDVMCALL_PORT``)
 instead of executing ``TDCALL``:
 
 ======  =====================================================================
@@ -32,7 +32,7 @@ status instead, which the GHCI allows (the Linux guest polls too).
 
 from __future__ import annotations
 
-from coco_core.kvm.ports import DOORBELL_TDVMCALL_PORT
+from coco_core.emulated.ports import DOORBELL_TDVMCALL_PORT
 from coco_core.model.base import GuestCall, GuestCpu, GuestView, KernelContext, ModelPart
 from coco_tdx.ghci import TDVMCALL, TdvmcallStatus
 from coco_tdx.uapi import TdvmcallLeaf
@@ -47,7 +47,7 @@ __all__ = [
     "route",
 ]
 
-#: the TDVMCALL doorbell port (``coco_core.kvm.doorbell.DOORBELL_TDVMCALL_PORT``)
+#: the TDVMCALL doorbell port (``coco_core.emulated.doorbell.DOORBELL_TDVMCALL_PORT``)
 DOORBELL_PORT = DOORBELL_TDVMCALL_PORT
 #: TDX has no GHCB: nothing to mirror
 GHCB_TO_REGS: dict[str, str] = {}

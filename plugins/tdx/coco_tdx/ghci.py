@@ -42,10 +42,10 @@ from __future__ import annotations
 import enum
 
 from coco_core.errorspace import ErrorSpace, Landing
-from coco_core.kvmerrno import Errno
+from coco_core.generic.kvmerrno import Errno
 from coco_core.model.base import generation_key
 from coco_core.status import CoCoStatus
-from coco_tdx.qgs import QgsMsgError
+from coco_tdx.qgs.wire import QgsMsgError
 
 __all__ = [
     "GET_QUOTE_STATUS",

@@ -25,16 +25,7 @@ from __future__ import annotations
 
 import struct
 
-from coco_core.model.base import (
-    ExitImage,
-    GuestCall,
-    GuestCpu,
-    GuestView,
-    KernelContext,
-    KvmRunRejected,
-    ModelPart,
-)
-from coco_core.uapi import (
+from coco_core.generic.uapi import (
     EXIT_REASON,
     EXIT_UNION_OFFSET,
     EXIT_UNION_SIZE,
@@ -45,6 +36,15 @@ from coco_core.uapi import (
     KvmSystemEventExit,
     MapGpaRangeAttr,
     SystemEventType,
+)
+from coco_core.model.base import (
+    ExitImage,
+    GuestCall,
+    GuestCpu,
+    GuestView,
+    KernelContext,
+    KvmRunRejected,
+    ModelPart,
 )
 from coco_tdx.ghci import TDVMCALL, TdvmcallStatus, map_gpa_guest_status
 from coco_tdx.uapi import TDX_RET_OFFSET, KvmTdxExit, TdvmcallLeaf

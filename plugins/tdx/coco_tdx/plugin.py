@@ -15,9 +15,9 @@ The 2025 separate-exit proposal is registered as ABI
 from __future__ import annotations
 
 from coco_core.abi import AbiPart, CompletionDuty
+from coco_core.generic.uapi import KvmExitReason
 from coco_core.hookspecs import hookimpl
 from coco_core.registry import Registrar
-from coco_core.uapi import KvmExitReason
 from coco_tdx import doorbell
 from coco_tdx.complete import PROPOSAL_2025_DECODERS, RELEASED_DECODERS, TDX_NR
 from coco_tdx.ghci import GET_QUOTE_STATUS, QGS, TDVMCALL

@@ -44,8 +44,8 @@ from coco_core.requests import EventNotifySetup, QuoteRequest, TdvmcallInfoQuery
 from coco_core.status import CoCoStatus, Outcome
 from coco_tdx.complete import TdvmcallInfo
 from coco_tdx.ghci import GET_QUOTE_STATUS, QGS, TdvmcallStatus
-from coco_tdx.qgs import QgsErrorCode, QgsProtocolError
-from coco_tdx.qgs_client import QgsClient, QgsTimeout, QgsUnavailable
+from coco_tdx.qgs.client import QgsClient, QgsTimeout, QgsUnavailable
+from coco_tdx.qgs.wire import QgsErrorCode, QgsProtocolError
 
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
@@ -85,7 +85,7 @@ _OUT_LEN = struct.Struct("<I")
 
 
 class QuoteClient(Protocol):
-    """What the service needs from a QGS client (:class:`~coco_tdx.qgs_client.QgsClient`)."""
+    """What the service needs from a QGS client (:class:`~coco_tdx.qgs.client.QgsClient`)."""
 
     def get_quote(self, report: bytes) -> bytes:
         """Turn a TDREPORT into a quote; raise a QgsError subclass on failure."""
@@ -192,7 +192,7 @@ class QuoteService:
     """GetQuote for a VMM: validation, in-flight table, asynchronous QGS completion.
 
     :param memory: guest memory (bounds-checked ``read``/``write``/``contains``).
-    :param client: a QGS client (:class:`~coco_tdx.qgs_client.QgsClient`), a
+    :param client: a QGS client (:class:`~coco_tdx.qgs.client.QgsClient`), a
         factory returning one per request, or None when no QGS is configured.
     :param max_in_flight: requests in flight before RETRY (QEMU: 16).
     :param max_size: largest shared buffer accepted (QEMU: 128 KiB).

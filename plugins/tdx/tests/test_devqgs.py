@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Tests for coco_tdx.devqgs, the development stand-in for Intel's QGS."""
+"""Tests for coco_tdx.qgs.dev, the development stand-in for Intel's QGS."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from coco_tdx.devqgs import DevQgsServer, load_quotes
-from coco_tdx.qgs import GetQuoteReq, GetQuoteResp, frame
-from coco_tdx.qgs_client import QgsClient, UnixAddress
+from coco_tdx.qgs.client import QgsClient, UnixAddress
+from coco_tdx.qgs.dev import DevQgsServer, load_quotes
+from coco_tdx.qgs.wire import GetQuoteReq, GetQuoteResp, frame
 from coco_tdx.quote import QuoteError, quote_size
 
 TESTDATA = Path(__file__).resolve().parents[3] / "testdata" / "tdx"

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Tests for coco_tdx.qgs_client over real unix sockets in tmp_path."""
+"""Tests for coco_tdx.qgs.client over real unix sockets in tmp_path."""
 
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from coco_tdx.devqgs import DevQgsServer
-from coco_tdx.qgs import GetQuoteResp, QgsErrorCode, QgsProtocolError, QgsResponseTooLarge
-from coco_tdx.qgs_client import (
+from coco_tdx.qgs.client import (
     QgsClient,
     QgsTimeout,
     QgsUnavailable,
@@ -22,6 +20,8 @@ from coco_tdx.qgs_client import (
     VsockAddress,
     parse_vsock,
 )
+from coco_tdx.qgs.dev import DevQgsServer
+from coco_tdx.qgs.wire import GetQuoteResp, QgsErrorCode, QgsProtocolError, QgsResponseTooLarge
 from coco_tdx.quote import quote_size
 
 TESTDATA = Path(__file__).resolve().parents[3] / "testdata" / "tdx"

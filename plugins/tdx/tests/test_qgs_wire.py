@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Tests for coco_tdx.qgs: framing, GET_QUOTE messages, enums and errors.
+"""Tests for coco_tdx.qgs.wire: framing, GET_QUOTE messages, enums and errors.
 
 Vectors wrap the real TDREPORTs (testdata/tdx/tdreport) and quotes
 (testdata/tdx/quotes); there is no public QGS capture (testdata/SOURCES.md).
@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coco_core.errors import CoCoError
-from coco_tdx.qgs import (
+from coco_tdx.qgs.wire import (
     GET_QUOTE_FIXED_SIZE,
     GetQuoteReq,
     GetQuoteResp,

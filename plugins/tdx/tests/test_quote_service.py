@@ -20,9 +20,9 @@ from coco_core.registry import Registry
 from coco_core.requests import EventNotifySetup, QuoteRequest, TdvmcallInfoQuery
 from coco_core.status import CoCoStatus, Outcome
 from coco_tdx.complete import TdvmcallInfo
-from coco_tdx.devqgs import DevQgsServer, load_quotes
 from coco_tdx.ghci import GetQuoteStatus, TdvmcallStatus
-from coco_tdx.qgs_client import QgsClient, UnixAddress
+from coco_tdx.qgs.client import QgsClient, UnixAddress
+from coco_tdx.qgs.dev import DevQgsServer, load_quotes
 from coco_tdx.service import (
     EventNotifyService,
     QuoteCompletion,

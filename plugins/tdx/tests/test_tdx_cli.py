@@ -15,8 +15,8 @@ import pytest
 
 from coco_core.errors import CoCoError
 from coco_tdx.cli import configure_parser
-from coco_tdx.devqgs import DevQgsServer
-from coco_tdx.qgs_client import QgsClient, QgsUnavailable, UnixAddress
+from coco_tdx.qgs.client import QgsClient, QgsUnavailable, UnixAddress
+from coco_tdx.qgs.dev import DevQgsServer
 from coco_tdx.quote import quote_size
 
 TESTDATA = Path(__file__).resolve().parents[3] / "testdata" / "tdx"

@@ -11,6 +11,7 @@ import pytest
 
 import coco_tdx.plugin
 from coco_core.dispatch import Dispatcher
+from coco_core.generic.uapi import KVM_RUN_SIZE, KvmSystemEventExit
 from coco_core.registry import Registry
 from coco_core.requests import (
     EventNotifySetup,
@@ -21,7 +22,6 @@ from coco_core.requests import (
     VendorSpecific,
 )
 from coco_core.status import CoCoStatus, Outcome
-from coco_core.uapi import KVM_RUN_SIZE, KvmSystemEventExit
 from coco_tdx.complete import TdvmcallInfo, decode_fatal_error, fatal_message
 from coco_tdx.ghci import TdvmcallStatus
 from coco_tdx.uapi import KvmTdxExit, TdvmcallLeaf

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import coco_tdx.plugin
 from coco_core.dispatch import Dispatcher
+from coco_core.generic.uapi import KVM_RUN_SIZE
 from coco_core.registry import Registry
 from coco_core.requests import QuoteRequest
 from coco_core.status import CoCoStatus
-from coco_core.uapi import KVM_RUN_SIZE
 
 
 def test_from_plugins_registers_every_released_abi() -> None:

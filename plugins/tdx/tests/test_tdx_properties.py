@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import coco_tdx.plugin
 from coco_core.dispatch import Dispatcher
+from coco_core.generic.uapi import KVM_RUN_SIZE
 from coco_core.kvm.vm import GuestMemory
 from coco_core.model.base import GuestCpu, KvmRunRejected
 from coco_core.model.kernel import KernelModel
@@ -25,7 +26,6 @@ from coco_core.requests import (
     VendorSpecific,
 )
 from coco_core.status import CoCoStatus, Outcome
-from coco_core.uapi import KVM_RUN_SIZE
 from coco_tdx.complete import decode_fatal_error
 from coco_tdx.ghci import TdvmcallStatus
 from coco_tdx.service import QuoteService

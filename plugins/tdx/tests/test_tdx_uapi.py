@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from coco_core.uapi import KVM_RUN_SIZE, kvm_run_layout
+from coco_core.generic.uapi import KVM_RUN_SIZE, kvm_run_layout
 from coco_tdx.uapi import (
     TDX_LAYOUT,
     KvmTdxExit,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from coco_core.abi import AbiPart, CompletionDuty, ExitDecoder, StatusField
 from coco_core.errorspace import ErrorSpace, Landing
+from coco_core.generic.uapi import EXIT_REASON, EXIT_UNION_OFFSET, EXIT_UNION_SIZE
 from coco_core.hookspecs import hookimpl
 from coco_core.layout import U32, U64, CStruct, Layout, c_field, c_struct
 from coco_core.model.base import (
@@ -43,7 +44,6 @@ from coco_core.model.base import (
 from coco_core.registry import Registrar
 from coco_core.requests import NeutralRequest, QuoteRequest
 from coco_core.status import CoCoStatus, Outcome
-from coco_core.uapi import EXIT_REASON, EXIT_UNION_OFFSET, EXIT_UNION_SIZE
 
 __all__ = [
     "ABI",

@@ -13,14 +13,14 @@ Addresses (wire-formats.md §1.1): QGS listens on ``AF_UNIX``
 port 4050 (the shipped ``/etc/qgs.conf``); from a guest or a nested setup the host
 is CID 2 (``VMADDR_CID_HOST``).
 
-Errors, all :class:`~coco_tdx.qgs.QgsError`:
+Errors, all :class:`~coco_tdx.qgs.wire.QgsError`:
 
 - :class:`QgsUnavailable`: socket missing, connection refused, ``AF_VSOCK`` unsupported.
 - :class:`QgsTimeout`: connect or response deadline passed.
-- :class:`~coco_tdx.qgs.QgsProtocolError`: malformed frame, wrong version/type,
+- :class:`~coco_tdx.qgs.wire.QgsProtocolError`: malformed frame, wrong version/type,
   inconsistent sizes, ``selected_id_size != 0``, or a quote that is not whole
-  (:class:`~coco_tdx.qgs.QgsResponseTooLarge` when over ``max_response``).
-- :class:`~coco_tdx.qgs.QgsErrorCode`: QGS answered with a non-zero ``error_code``.
+  (:class:`~coco_tdx.qgs.wire.QgsResponseTooLarge` when over ``max_response``).
+- :class:`~coco_tdx.qgs.wire.QgsErrorCode`: QGS answered with a non-zero ``error_code``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import time
 
 import attrs
 
-from coco_tdx.qgs import (
+from coco_tdx.qgs.wire import (
     HEADER_SIZE,
     LENGTH_PREFIX_SIZE,
     GetQuoteReq,

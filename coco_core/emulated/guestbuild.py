@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Assemble the test guests in ``coco_core/kvm/guest/`` into flat binaries.
+"""Assemble the emulated TEE's guests into flat binaries.
 
 A guest is GNU assembler source (AT&T syntax, 64-bit) that the VMM enters in
 long mode at :data:`GUEST_LOAD_GPA` (see :meth:`coco_core.kvm.vcpu.Vcpu.setup_long_mode`).
-``build_guest(name)`` runs ``as`` and ``ld`` with a fixed linker script and
+A guest is named by its stem when it is one of coco's own generic guests
+(``coco_core/emulated/guest/<name>.S``), or by the path of its ``.S`` file
+when a plugin ships it (``coco_snp/guest/snp_demo.S``).
+``build_guest(guest)`` runs ``as`` and ``ld`` with a fixed linker script and
 ``objcopy -O binary``, and caches the image under a directory keyed by the
 SHA-256 of the sources, the linker script and the tool command lines, so
 tests and benchmarks assemble each guest once.
@@ -11,6 +14,9 @@ tests and benchmarks assemble each guest once.
 A source may name other sources to link with on a line of its own::
 
     # coco-link: doorbell
+
+Each name is looked up next to the source that names it, then among the
+generic guests, so a plugin's guest links with the core's doorbell framework.
 
 The memory map every guest shares (all in one slot of :data:`GUEST_RAM_SIZE`
 at GPA 0, identity-mapped with 2 MiB pages):
@@ -87,26 +93,35 @@ class GuestBuildError(ConfigurationError):
     """A guest could not be assembled (missing tool, bad source, unknown name)."""
 
 
-def guest_source(name: str) -> Path:
-    """The path of guest ``name`` (``coco_core/kvm/guest/<name>.S``)."""
-    if not _NAME_RE.match(name):
-        raise GuestBuildError(f"guest name {name!r} must be letters, digits and '_'")
-    path = GUEST_DIR / f"{name}.S"
-    if not path.is_file():
-        raise GuestBuildError(f"no guest source {path}")
-    return path
+def guest_source(guest: str | Path, *, near: Path | None = None) -> Path:
+    """The ``.S`` file of ``guest``: a path, or the stem of a generic guest.
+
+    :param near: a folder searched before :data:`GUEST_DIR` for a stem (the
+        folder of the source that links with it).
+    """
+    if isinstance(guest, Path):
+        if guest.suffix != ".S" or not guest.is_file():
+            raise GuestBuildError(f"no guest source {guest} (a .S file)")
+        return guest
+    if not _NAME_RE.match(guest):
+        raise GuestBuildError(f"guest name {guest!r} must be letters, digits and '_'")
+    for folder in (near, GUEST_DIR):
+        if folder is not None and (folder / f"{guest}.S").is_file():
+            return folder / f"{guest}.S"
+    raise GuestBuildError(f"no guest source {guest}.S in {GUEST_DIR}")
 
 
-def _sources(name: str) -> list[Path]:
+def _sources(guest: str | Path) -> list[Path]:
     order: list[Path] = []
-    pending = [name]
+    pending: list[tuple[str | Path, Path | None]] = [(guest, None)]
     while pending:
-        path = guest_source(pending.pop(0))
+        name, near = pending.pop(0)
+        path = guest_source(name, near=near)
         if path in order:
             continue
         order.append(path)
         for match in _LINK_RE.finditer(path.read_text()):
-            pending.extend(match.group(1).split())
+            pending.extend((linked, path.parent) for linked in match.group(1).split())
     return order
 
 
@@ -133,9 +148,10 @@ def _run(cmd: list[str], what: str) -> None:
         raise GuestBuildError(f"{what} failed ({' '.join(cmd)}):\n{proc.stderr.strip()}")
 
 
-def build_guest(name: str) -> bytes:
-    """Assemble guest ``name`` (and what it links with) into a flat image for GUEST_LOAD_GPA."""
-    sources = _sources(name)
+def build_guest(guest: str | Path) -> bytes:
+    """Assemble ``guest`` (and what it links with) into a flat image for GUEST_LOAD_GPA."""
+    sources = _sources(guest)
+    name = sources[0].stem
     as_cmd = [_tool("as"), "--64"]
     ld_cmd = [_tool("ld"), "-m", "elf_x86_64", "-nostdlib", "-static", "--build-id=none"]
     objcopy_cmd = [
@@ -201,14 +217,14 @@ class BootedGuest:
         self.close()
 
 
-def boot_guest(kvm: Kvm, name: str, *, nr_vcpus: int = 1) -> BootedGuest:
-    """Create a VM with :data:`GUEST_RAM_SIZE` at GPA 0, load guest ``name``, start vCPUs.
+def boot_guest(kvm: Kvm, guest: str | Path, *, nr_vcpus: int = 1) -> BootedGuest:
+    """Create a VM with :data:`GUEST_RAM_SIZE` at GPA 0, load ``guest``, start vCPUs.
 
     Every vCPU enters the image at :data:`GUEST_LOAD_GPA` in long mode, with its
     own stack (see :data:`GUEST_STACK_STRIDE`). Set more registers with
     ``vcpu.set_regs(vcpu.get_regs().replace(...))`` before running.
     """
-    image = build_guest(name)
+    image = build_guest(guest)
     vm = kvm.create_vm()
     try:
         ram = vm.add_memory(0, GUEST_RAM_SIZE)

@@ -41,15 +41,15 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
-from coco_core.errors import CoCoError
-from coco_core.kvm import ioctls
-from coco_core.kvm.ports import (
+from coco_core.emulated.ports import (
     CONSOLE_PORT,
     DOORBELL_TDVMCALL_PORT,
     DOORBELL_VMGEXIT_PORT,
     PINGPONG_PORT,
     RESULT_PORT,
 )
+from coco_core.errors import CoCoError
+from coco_core.kvm import ioctls
 from coco_core.kvm.runloop import Action, run_until
 from coco_core.kvm.structs import Regs
 from coco_core.kvm.vcpu import Vcpu

@@ -8,7 +8,7 @@ does not bind the requester's report_data. Use it to develop and test the VMM
 path on machines without TDX/SGX. On a TDX host, point coco at the real QGS
 (package ``tdx-qgs``), e.g. ``/var/run/tdx-qgs/qgs.socket`` or vsock port 4050.
 
-It speaks the same wire protocol (:mod:`coco_tdx.qgs`) on an ``AF_UNIX`` socket
+It speaks the same wire protocol (:mod:`coco_tdx.qgs.wire`) on an ``AF_UNIX`` socket
 and validates requests as QGS does (qgs_msg_lib.cpp ``qgs_msg_inflate_get_quote_req``:
 major 1, any minor, type GET_QUOTE_REQ, consistent sizes), answering a bad request
 with the 24-byte error response carrying ``QGS_MSG_ERROR_UNEXPECTED``, which is what
@@ -40,7 +40,7 @@ import threading
 import types
 from pathlib import Path
 
-from coco_tdx.qgs import (
+from coco_tdx.qgs.wire import (
     GET_QUOTE_FIXED_SIZE,
     LENGTH_PREFIX_SIZE,
     GetQuoteReq,

@@ -26,7 +26,7 @@ from coco_core.status import CoCoStatus, Outcome
 
 __all__ = ["KVM_MEMORY_ATTRIBUTE_PRIVATE", "PAGE_SIZE", "MemoryAttributeTracker"]
 
-log = logging.getLogger("coco_core.memattr")
+log = logging.getLogger("coco_core.services.memattr")
 
 PAGE_SIZE = 4096  # x86 base page (SDM vol. 3A §4.5)
 KVM_MEMORY_ATTRIBUTE_PRIVATE = 1 << 3  # include/uapi/linux/kvm.h, Linux 6.8+

@@ -20,15 +20,15 @@ import attrs
 
 from coco_core.dispatch import Dispatcher, Result
 from coco_core.exits import CoCoExit
-from coco_core.memattr import ContainsFn, MemoryAttributeTracker
 from coco_core.model.base import GuestCpu, GuestView
 from coco_core.model.kernel import KernelModel
 from coco_core.registry import DEFAULT_ABI, Registry
 from coco_core.requests import MemoryConversion, NeutralRequest, Unsupported
+from coco_core.services.memattr import ContainsFn, MemoryAttributeTracker
 from coco_core.status import CoCoStatus, Outcome
 
 if TYPE_CHECKING:
-    from coco_core.emulated import EmulatedGuest, EmulatedRun
+    from coco_core.emulated.tee import EmulatedGuest, EmulatedRun
 
 __all__ = ["ConversionLog", "DemoEnv", "ExitLine", "default_testdata"]
 
@@ -90,7 +90,7 @@ def _fields(request: NeutralRequest) -> dict[str, Any]:
 
 def default_testdata() -> Path | None:
     """The real public test data: the repository's ``testdata/``, else ``../shared/testdata``."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     for candidate in (root / "testdata", root.parent / "shared" / "testdata"):
         if candidate.is_dir():
             return candidate
@@ -196,7 +196,7 @@ class DemoEnv:
         self._unclaimed.clear()
 
     def flush_each_call(self, vendor: str) -> Callable[[Any], None]:
-        """An ``on_call`` hook for :class:`~coco_core.emulated.EmulatedTee`: one flush per call.
+        """An ``on_call`` hook for :class:`~coco_core.emulated.tee.EmulatedTee`: one flush per call.
 
         The hook receives the emulated TEE's call record and flushes the exits
         traced during it with the record's summary as what the guest saw.
@@ -210,7 +210,7 @@ class DemoEnv:
     def run_guest(
         self,
         vendor: str,
-        guest_name: str,
+        guest: str | Path,
         prepare: Callable[[EmulatedGuest], None],
         deadline: float,
     ) -> EmulatedRun:
@@ -218,14 +218,14 @@ class DemoEnv:
 
         The dispatcher is :meth:`dispatcher`'s and every doorbell call is flushed
         as one line (:meth:`flush_each_call`). Returns the
-        :class:`~coco_core.emulated.EmulatedRun`.
+        :class:`~coco_core.emulated.tee.EmulatedRun`.
         """
-        from coco_core.emulated import run_guest  # the KVM backend only when a guest runs
+        from coco_core.emulated.tee import run_guest  # the KVM backend only when a guest runs
 
         return run_guest(
             self.registry,
             vendor,
-            guest_name,
+            guest,
             prepare=prepare,
             dispatcher=self.dispatcher(vendor),
             on_call=self.flush_each_call(vendor),

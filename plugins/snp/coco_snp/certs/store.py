@@ -44,8 +44,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 
 from coco_core.errors import CoCoError, DecodeError
+from coco_snp.certs.tcb import Product, TcbVersion, UnknownProductError
 from coco_snp.report import AttestationReport, SigningKey
-from coco_snp.tcb import Product, TcbVersion, UnknownProductError
 
 __all__ = [
     "CERT_SUFFIXES",

@@ -3,7 +3,7 @@
 
 :func:`compare_abis` lines up two :class:`~coco_core.abi.Abi` (or an
 :class:`ImportedAbi` read from a header or a patch with
-:mod:`coco_core.cparse`) and reports:
+:mod:`coco_core.review.cparse`) and reports:
 
 * **layouts**: for each pair of ``kvm_run`` union members, the fields added,
   removed, renamed (same place and size, new name: ``gfn`` → ``gpa``),
@@ -604,7 +604,7 @@ def _wrap(text: str, width: int = 78, indent: str = "    ") -> list[str]:
 
 
 def _render(c: AbiComparison, markdown: bool) -> str:
-    from coco_core.cli.render import table
+    from coco_core.review.render import table
 
     out: list[str] = []
     h1 = f"# {c.a} vs {c.b}" if markdown else f"{c.a} -> {c.b}"

@@ -2,7 +2,7 @@
 #
 # Helpers for guests of the emulated TEE (coco_core/emulated.py). Link with
 # "# coco-link: doorbell emulated". The port number must match
-# coco_core.emulated.REPORT_PORT (tests/kvm/test_emulated_tee.py checks it).
+# coco_core.emulated.tee.REPORT_PORT (tests/kvm/test_emulated_tee.py checks it).
 
     .equ REPORT_PORT, 0x0CCD
 

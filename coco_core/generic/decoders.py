@@ -13,12 +13,8 @@ from __future__ import annotations
 import struct
 
 from coco_core.abi import AbiPart, CompletionDuty, Discriminator, ExitDecoder, StatusField
-from coco_core.hookspecs import hookimpl
-from coco_core.kvmerrno import MAP_GPA_RANGE_ERRNO, MAP_GPA_RANGE_LEGACY, MSR_ERROR
-from coco_core.registry import Registrar
-from coco_core.requests import MemoryConversion, MemoryFault, MsrAccess, NeutralRequest, PortIo
-from coco_core.status import Outcome
-from coco_core.uapi import (
+from coco_core.generic.kvmerrno import MAP_GPA_RANGE_ERRNO, MAP_GPA_RANGE_LEGACY, MSR_ERROR
+from coco_core.generic.uapi import (
     EXIT_UNION_OFFSET,
     HypercallNr,
     KvmExitReason,
@@ -28,6 +24,10 @@ from coco_core.uapi import (
     MemoryExitFlag,
     generic_union_members,
 )
+from coco_core.hookspecs import hookimpl
+from coco_core.registry import Registrar
+from coco_core.requests import MemoryConversion, MemoryFault, MsrAccess, NeutralRequest, PortIo
+from coco_core.status import Outcome
 
 __all__ = ["coco_register_vendor", "released_exits"]
 

@@ -7,7 +7,7 @@ x86 guest can still ask for what a TD or an SNP guest asks for: it puts the
 registers in place as the vendor's guest-hypervisor interface says and rings
 the vendor's *doorbell* (an ``out`` to :attr:`ModelPart.doorbell_port
 <coco_core.model.base.ModelPart.doorbell_port>`, see
-:mod:`coco_core.kvm.doorbell`). :class:`EmulatedTee` then plays the kernel:
+:mod:`coco_core.emulated.doorbell`). :class:`EmulatedTee` then plays the kernel:
 
 1. the vCPU registers become a :class:`~coco_core.model.base.GuestCpu`
    (``Regs`` → dict of lower-case names; the GHCB fields the vendor mirrors
@@ -47,7 +47,7 @@ Extra guest ports of the emulated TEE (the guest programs in
     compare it with the bytes the service wrote (a real guest would not need
     this: it would hand the quote to a verifier).
 
-:func:`run_guest` boots a guest (:func:`~coco_core.kvm.guestbuild.boot_guest`),
+:func:`run_guest` boots a guest (:func:`~coco_core.emulated.guestbuild.boot_guest`),
 builds the :class:`~coco_core.kvm.vm.GuestMemory` over its RAM (the same object
 the services write into), runs it under a watchdog deadline and returns an
 :class:`EmulatedRun`.
@@ -59,16 +59,18 @@ import logging
 import struct
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from coco_core.dispatch import Dispatcher, Result
+from coco_core.emulated.doorbell import DoorbellRouter
+from coco_core.emulated.ports import REPORT_PORT
 from coco_core.errors import ConfigurationError
+from coco_core.generic.uapi import EXIT_REASON
 from coco_core.kvm import ioctls
-from coco_core.kvm.doorbell import DoorbellRouter
-from coco_core.kvm.ports import REPORT_PORT
 from coco_core.kvm.runloop import Action, RunDeadlineExceeded, run_until
 from coco_core.kvm.structs import Regs
 from coco_core.model.base import GuestCpu, GuestMemoryLike, KvmRunRejected, ModelPart
@@ -76,10 +78,9 @@ from coco_core.model.kernel import KernelModel
 from coco_core.registry import DEFAULT_ABI, Registry
 from coco_core.requests import Unsupported
 from coco_core.status import Outcome
-from coco_core.uapi import EXIT_REASON
 
 if TYPE_CHECKING:
-    from coco_core.kvm.guestbuild import BootedGuest
+    from coco_core.emulated.guestbuild import BootedGuest
     from coco_core.kvm.system import Kvm
     from coco_core.kvm.vcpu import Vcpu
     from coco_core.kvm.vm import GuestMemory
@@ -96,7 +97,7 @@ __all__ = [
     "run_guest",
 ]
 
-log = logging.getLogger("coco_core.emulated")
+log = logging.getLogger("coco_core.emulated.tee")
 
 #: the guest reports (RDI = tag, RSI = value) to the VMM; see the module docstring
 
@@ -267,7 +268,7 @@ class EmulatedTee:
     # -- the doorbell on a real vCPU ----------------------------------------------------
 
     def handle(self, vcpu: Vcpu, regs: Regs) -> Regs:
-        """The :data:`~coco_core.kvm.doorbell.DoorbellHandler` for :attr:`port`."""
+        """The :data:`~coco_core.emulated.doorbell.DoorbellHandler` for :attr:`port`."""
         mirror = self.part.ghcb_to_regs
         cpu = cpu_from_regs(regs, vcpu.id, mirror)
         record = self.answer(cpu)
@@ -377,17 +378,17 @@ class EmulatedGuest:
         kvm: Kvm,
         registry: Registry,
         vendor: str,
-        guest_name: str,
+        guest: str | Path,
         *,
         dispatcher: Dispatcher | None = None,
         generation: str = DEFAULT_ABI,
         context: Any = None,
         on_call: Callable[[TeeCall], None] | None = None,
     ) -> EmulatedGuest:
-        """Boot ``guest_name`` (one vCPU) and put the emulated TEE of ``vendor`` behind it."""
-        from coco_core.kvm.guestbuild import boot_guest
+        """Boot ``guest`` (one vCPU) and put the emulated TEE of ``vendor`` behind it."""
+        from coco_core.emulated.guestbuild import boot_guest
 
-        booted = boot_guest(kvm, guest_name)
+        booted = boot_guest(kvm, guest)
         try:
             d = dispatcher or Dispatcher(registry, vendor, generation)
             tee = EmulatedTee(
@@ -465,7 +466,7 @@ class EmulatedGuest:
 def run_guest(
     registry: Registry,
     vendor: str,
-    guest_name: str,
+    guest: str | Path,
     *,
     handlers: Mapping[type[Any], Callable[[Any, Any], Any]] | None = None,
     prepare: Callable[[EmulatedGuest], None] | None = None,
@@ -476,7 +477,7 @@ def run_guest(
     deadline: float = 10.0,
     kvm: Kvm | None = None,
 ) -> EmulatedRun:
-    """Boot ``guest_name`` on real KVM behind the emulated TEE of ``vendor`` and run it.
+    """Boot ``guest`` on real KVM behind the emulated TEE of ``vendor`` and run it.
 
     :param handlers: ``{request type: handler}`` registered on the dispatcher.
     :param prepare: called with the booted :class:`EmulatedGuest` before it runs
@@ -495,17 +496,17 @@ def run_guest(
             handle,
             registry,
             vendor,
-            guest_name,
+            guest,
             dispatcher=dispatcher,
             generation=generation,
             context=context,
             on_call=on_call,
-        ) as guest:
+        ) as booted:
             for request_type, handler in (handlers or {}).items():
-                guest.dispatcher.on(request_type, handler)
+                booted.dispatcher.on(request_type, handler)
             if prepare is not None:
-                prepare(guest)
-            return guest.run(deadline)
+                prepare(booted)
+            return booted.run(deadline)
     finally:
         if own:
             handle.close()
