@@ -27,7 +27,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	@$(BIN)/ruff check . || { echo "lint failed: fix the findings above (many: $(BIN)/ruff check --fix .)"; exit 1; }
-	@$(BIN)/ruff format --check --quiet . >/dev/null 2>&1 || true
+	@$(BIN)/ruff format --check . || { echo "lint failed: the files above are not formatted (fix: $(BIN)/ruff format .)"; exit 1; }
 
 typecheck: $(STAMP)
 	@$(BIN)/mypy --strict || { echo "typecheck failed: mypy --strict found the errors above"; exit 1; }

@@ -68,9 +68,7 @@ def render() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``gen_cli.py [--out FILE]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).parent / "reference" / "cli.md"
-    )
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "reference" / "cli.md")
     args = parser.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render(), encoding="utf-8")

@@ -70,16 +70,21 @@ def _decoders(parts: list[AbiPart]) -> str:
     rows = []
     for p in parts:
         for d in p.decoders:
-            disc = "any other" if d.fallback else ("-" if d.discriminator is None else
-                                                   f"{d.discriminator:#x}")
-            rows.append([
-                f"`{d.name}`",
-                str(d.reason),
-                disc,
-                d.request_type.__name__,
-                _space_link(d.error_space) if d.error_space is not None else "-",
-                "handed back" if d.default_status is None else d.default_status.name,
-            ])
+            disc = (
+                "any other"
+                if d.fallback
+                else ("-" if d.discriminator is None else f"{d.discriminator:#x}")
+            )
+            rows.append(
+                [
+                    f"`{d.name}`",
+                    str(d.reason),
+                    disc,
+                    d.request_type.__name__,
+                    _space_link(d.error_space) if d.error_space is not None else "-",
+                    "handed back" if d.default_status is None else d.default_status.name,
+                ]
+            )
     headers = ["exit", "reason", "sub-call", "request", "error space", "no handler"]
     return table(headers, rows, markdown=True) if rows else "None."
 

@@ -137,9 +137,12 @@ def test_real_v1_proposal_against_released_snp_exit() -> None:
     assert "renamed req_certs.gfn -> gpa" in text
     assert "widened __u32 -> __u64" in text
     assert "renamed req_certs.ret -> ret moved +20 -> +16" in text
-    assert (
-        c.renumbered[0][:4]
-    ) == ("KVM_EXIT_COCO/KVM_EXIT_COCO_REQ_CERTS", 40, "KVM_EXIT_SNP_REQ_CERTS", 43)
+    assert (c.renumbered[0][:4]) == (
+        "KVM_EXIT_COCO/KVM_EXIT_COCO_REQ_CERTS",
+        40,
+        "KVM_EXIT_SNP_REQ_CERTS",
+        43,
+    )
     (certs,) = [s for s in c.spaces if s.exit_b == "KVM_EXIT_SNP_REQ_CERTS"]
     assert (certs.space_a, certs.space_b) == ("snp.coco_v1", "snp.req_certs")
     assert ("BUFFER_TOO_SMALL", 0x1, 28) in certs.translations  # INVALID_LEN -> ENOSPC

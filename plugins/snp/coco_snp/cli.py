@@ -75,10 +75,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     vcek = sub.add_parser("vcek-for", help="find the certificate that signs a report")
     vcek.add_argument("report", type=Path, help="raw report, Azure HCL container or hex text")
-    vcek.add_argument("--certs", type=Path, required=True, metavar="DIR",
-                      help="directory of VCEK/VLEK certificates (PEM/DER, bundles allowed)")
-    vcek.add_argument("--chain", type=Path, action="append", default=[], metavar="DIR",
-                      help="extra directory of ARK/ASK/ASVK certificates (repeatable)")
+    vcek.add_argument(
+        "--certs",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="directory of VCEK/VLEK certificates (PEM/DER, bundles allowed)",
+    )
+    vcek.add_argument(
+        "--chain",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="extra directory of ARK/ASK/ASVK certificates (repeatable)",
+    )
     _at(vcek)
     vcek.set_defaults(func=cmd_vcek_for)
 
@@ -86,8 +97,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     table_sub = table.add_subparsers(dest="snp_table_command", metavar="COMMAND", required=True)
     build = table_sub.add_parser("build", help="build a certificate table")
     build.add_argument("--ark", type=Path, required=True, metavar="F")
-    build.add_argument("--ask", type=Path, required=True, metavar="F",
-                       help="ASK (or the ASVK with --vlek)")
+    build.add_argument(
+        "--ask", type=Path, required=True, metavar="F", help="ASK (or the ASVK with --vlek)"
+    )
     leaf = build.add_mutually_exclusive_group(required=True)
     leaf.add_argument("--vcek", type=Path, metavar="F")
     leaf.add_argument("--vlek", type=Path, metavar="F")
@@ -104,8 +116,11 @@ def _format(p: argparse.ArgumentParser) -> None:
 
 
 def _at(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--at", metavar="ISO-DATE",
-                   help="verification time, e.g. 2025-06-01 or 2025-06-01T12:00:00Z (UTC)")
+    p.add_argument(
+        "--at",
+        metavar="ISO-DATE",
+        help="verification time, e.g. 2025-06-01 or 2025-06-01T12:00:00Z (UTC)",
+    )
 
 
 def _parse_at(text: str | None) -> dt.datetime | None:
@@ -156,8 +171,7 @@ def cmd_report_show(args: argparse.Namespace) -> int:
         f"guest_svn:         {report.guest_svn}",
         f"policy:            0x{report.policy:X}",
         f"vmpl:              {report.vmpl}",
-        f"signing key:       {report.signing_key_name} (FLAGS bits 4:2 = "
-        f"{report.signing_key_raw})",
+        f"signing key:       {report.signing_key_name} (FLAGS bits 4:2 = {report.signing_key_raw})",
         f"platform_info:     0x{report.platform_info:X}",
         f"cpuid:             {report.cpuid if report.cpuid else 'absent (version < 3)'}",
         f"product:           {report.product.value if report.product else 'unknown'} "
@@ -235,9 +249,17 @@ def _cert_text(cert: StoredCertificate, chain: str) -> str:
     ]
     a = cert.amd
     if a.present:
-        spl = [f"{n}={v}" for n, v in (
-            ("fmcSPL", a.fmc_spl), ("blSPL", a.bl_spl), ("teeSPL", a.tee_spl),
-            ("snpSPL", a.snp_spl), ("ucodeSPL", a.ucode_spl)) if v is not None]
+        spl = [
+            f"{n}={v}"
+            for n, v in (
+                ("fmcSPL", a.fmc_spl),
+                ("blSPL", a.bl_spl),
+                ("teeSPL", a.tee_spl),
+                ("snpSPL", a.snp_spl),
+                ("ucodeSPL", a.ucode_spl),
+            )
+            if v is not None
+        ]
         lines.append(f"  structVersion: {a.struct_version}  productName: {a.product_name}")
         lines.append(f"  SPLs:      {' '.join(spl)}")
         tcb = cert.tcb()
@@ -270,14 +292,18 @@ def cmd_vcek_for(args: argparse.Namespace) -> int:
         )
     print(cert.source)
     if cert.count_in_source > 1:
-        print(f"  certificate {cert.index + 1} of {cert.count_in_source} in this bundle "
-              f"({cert.kind.value}, CN={cert.subject_cn})")
+        print(
+            f"  certificate {cert.index + 1} of {cert.count_in_source} in this bundle "
+            f"({cert.kind.value}, CN={cert.subject_cn})"
+        )
     else:
         print(f"  {cert.kind.value}, CN={cert.subject_cn}")
     product = report.product or cert.product
     tcb = TcbVersion.from_raw(report.reported_tcb_raw, product) if product else None
-    print(f"  matched: {report.signing_key_name} signer, reported_tcb "
-          f"{tcb.describe() if tcb else hex(report.reported_tcb_raw)}, report signature verified")
+    print(
+        f"  matched: {report.signing_key_name} signer, reported_tcb "
+        f"{tcb.describe() if tcb else hex(report.reported_tcb_raw)}, report signature verified"
+    )
     status = store.verify_chain(cert, at=at)
     print(f"  chain: {status.summary()}")
     return 0
@@ -314,8 +340,10 @@ def cmd_cert_table_build(args: argparse.Namespace) -> int:
         args.output.write_bytes(data)
     except OSError as e:
         raise SnpCliError(f"-o {args.output}: cannot write: {e.strerror}") from None
-    print(f"wrote {args.output}: 3 entries (ARK, {ask.kind.value}, {leaf.kind.value}), "
-          f"{len(data)} bytes, {required_pages(len(data))} page(s) of 4 KiB")
+    print(
+        f"wrote {args.output}: 3 entries (ARK, {ask.kind.value}, {leaf.kind.value}), "
+        f"{len(data)} bytes, {required_pages(len(data))} page(s) of 4 KiB"
+    )
     return 0
 
 
@@ -327,21 +355,28 @@ def cmd_cert_table_show(args: argparse.Namespace) -> int:
         row = e.as_dict()
         try:
             cert = load_certificates(e.data)[0]
-            row["certificate"] = {"kind": cert.kind.value, "subject_cn": cert.subject_cn,
-                                  "issuer_cn": cert.issuer_cn}
+            row["certificate"] = {
+                "kind": cert.kind.value,
+                "subject_cn": cert.subject_cn,
+                "issuer_cn": cert.issuer_cn,
+            }
         except CoCoError as err:
             row["certificate"] = {"error": str(err)}
         rows.append(row)
     if args.format == "json":
         _print_json({"file": str(args.file), **table.as_dict(), "entries": rows})
         return 0
-    print(f"{args.file}: {len(rows)} entries, table {table.header_size} bytes, "
-          f"data ends at {table.data_end} of {table.buffer_size} bytes "
-          f"({required_pages(table.data_end)} page(s)); trailing bytes "
-          f"{'zero' if table.trailing_zero else 'NOT zero'}")
+    print(
+        f"{args.file}: {len(rows)} entries, table {table.header_size} bytes, "
+        f"data ends at {table.data_end} of {table.buffer_size} bytes "
+        f"({required_pages(table.data_end)} page(s)); trailing bytes "
+        f"{'zero' if table.trailing_zero else 'NOT zero'}"
+    )
     for row in rows:
         c = row["certificate"]
         what = c.get("error") or f"{c['kind']} CN={c['subject_cn']} (issuer {c['issuer_cn']})"
-        print(f"  [{row['index']}] {row['kind'] or 'unknown GUID'} {row['guid']} "
-              f"offset={row['offset']} length={row['length']}: {what}")
+        print(
+            f"  [{row['index']}] {row['kind'] or 'unknown GUID'} {row['guid']} "
+            f"offset={row['offset']} length={row['length']}: {what}"
+        )
     return 0

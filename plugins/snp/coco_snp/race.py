@@ -175,9 +175,7 @@ class _World:
         )
 
 
-def run_schedule(
-    schedule: Iterable[Actor], policy: Policy, *, initial_tcb: int = 1
-) -> RaceResult:
+def run_schedule(schedule: Iterable[Actor], policy: Policy, *, initial_tcb: int = 1) -> RaceResult:
     """Run ``schedule`` (one actor step per entry) under ``policy``, then drain.
 
     Draining completes every in-flight request, then lets the updater finish its hot-load,

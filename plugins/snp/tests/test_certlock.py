@@ -102,8 +102,9 @@ def test_lock_conflicts_with_another_process(blob: Path) -> None:
             print("locked", flush=True)
             sys.stdin.readline()
     """)
-    with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True) as child:
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as child:
         assert child.stdout is not None
         assert child.stdin is not None
         try:

@@ -127,11 +127,13 @@ def test_wrapped_hwid_is_unwrapped() -> None:
 
 @pytest.mark.parametrize(
     ("name", "kinds"),
-    [("ask_ark_milan.pem", [CertKind.ASK, CertKind.ARK]),
-     ("ask_ark_turin.pem", [CertKind.ASK, CertKind.ARK]),
-     ("asvk_ark_genoa.pem", [CertKind.ASVK, CertKind.ARK]),
-     ("asvk_ark_turin.pem", [CertKind.ASVK, CertKind.ARK]),
-     ("ark_genoa.pem", [CertKind.ARK])],
+    [
+        ("ask_ark_milan.pem", [CertKind.ASK, CertKind.ARK]),
+        ("ask_ark_turin.pem", [CertKind.ASK, CertKind.ARK]),
+        ("asvk_ark_genoa.pem", [CertKind.ASVK, CertKind.ARK]),
+        ("asvk_ark_turin.pem", [CertKind.ASVK, CertKind.ARK]),
+        ("ark_genoa.pem", [CertKind.ARK]),
+    ],
 )
 def test_bundle_kinds_in_file_order(name: str, kinds: list[CertKind]) -> None:
     """PEM bundles (LF or CRLF) load in file order and classify by CN."""
@@ -147,8 +149,9 @@ def test_crlf_bundle_matches_lf_certificates() -> None:
 
 def test_azure_bundle_is_vcek_ask_ark() -> None:
     """Azure's bundle is VCEK, ASK, ARK and labels say which certificate of the file."""
-    certs = load_certificates((REPORTS / "milan_v2_azure_vcek_ask_ark.pem").read_bytes(),
-                              source="azure.pem")
+    certs = load_certificates(
+        (REPORTS / "milan_v2_azure_vcek_ask_ark.pem").read_bytes(), source="azure.pem"
+    )
     assert [c.kind for c in certs] == [CertKind.VCEK, CertKind.ASK, CertKind.ARK]
     assert "certificate 1 of 3" in certs[0].label
 
@@ -278,8 +281,7 @@ def test_vcek_for_turin_compares_8_bytes(store: CertificateStore) -> None:
 
 def test_for_tcb_serves_the_matching_vcek(store: CertificateStore) -> None:
     """for_tcb picks the VCEK for a TCB; the same Milan TCB on several chips is ambiguous."""
-    turin = TcbVersion.from_fields(Product.TURIN, fmc=0, boot_loader=0, tee=0, snp=0,
-                                   microcode=9)
+    turin = TcbVersion.from_fields(Product.TURIN, fmc=0, boot_loader=0, tee=0, snp=0, microcode=9)
     found = store.for_tcb(turin)
     assert found is not None
     assert Path(found.source or "").name == "turin_virtee_vcek.der"

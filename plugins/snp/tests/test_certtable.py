@@ -98,8 +98,12 @@ def test_out_of_bounds_entry_is_rejected() -> None:
 
 def test_overlapping_entries_are_rejected() -> None:
     """Two certificates sharing bytes are rejected naming both entries."""
-    buf = (_entry(CertTableKind.ARK, 72, 10) + _entry(CertTableKind.ASK, 80, 10)
-           + bytes(24) + b"x" * 20)
+    buf = (
+        _entry(CertTableKind.ARK, 72, 10)
+        + _entry(CertTableKind.ASK, 80, 10)
+        + bytes(24)
+        + b"x" * 20
+    )
     with pytest.raises(CertTableError, match=r"entry 1 .*overlaps entry 0"):
         parse_cert_table(buf)
 
@@ -145,10 +149,12 @@ def test_required_pages_rejects_negative() -> None:
 _guids = st.one_of(st.sampled_from(list(CertTableKind)), st.uuids().filter(lambda u: u.int != 0))
 
 
-@given(st.lists(st.tuples(_guids, st.binary(min_size=1, max_size=64)), max_size=6),
-       st.integers(0, 100))
-def test_build_parse_round_trip(items: list[tuple[uuid.UUID | CertTableKind, bytes]],
-                                pad: int) -> None:
+@given(
+    st.lists(st.tuples(_guids, st.binary(min_size=1, max_size=64)), max_size=6), st.integers(0, 100)
+)
+def test_build_parse_round_trip(
+    items: list[tuple[uuid.UUID | CertTableKind, bytes]], pad: int
+) -> None:
     """Any list of (GUID, data) survives build then parse, with zero padding."""
     parsed = parse_cert_table(build_cert_table(items) + bytes(pad))
     assert len(parsed.entries) == len(items)
@@ -172,8 +178,10 @@ def test_random_bytes_raise_only_cert_table_errors(buf: bytes) -> None:
     assert str(problem)
 
 
-@given(st.lists(st.tuples(_guids, st.integers(0, 300), st.integers(0, 300)), max_size=5),
-       st.binary(max_size=300))
+@given(
+    st.lists(st.tuples(_guids, st.integers(0, 300), st.integers(0, 300)), max_size=5),
+    st.binary(max_size=300),
+)
 def test_hostile_entries_raise_only_cert_table_errors(
     raw: list[tuple[uuid.UUID | CertTableKind, int, int]], tail: bytes
 ) -> None:

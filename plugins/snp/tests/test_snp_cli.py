@@ -61,8 +61,15 @@ def test_report_show_v2_needs_product(capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_report_show_json_hcl(capsys: pytest.CaptureFixture[str]) -> None:
     """JSON output of the Azure HCL container carries the embedded report's fields."""
-    run("report", "show", REPORTS / "milan_v2_azure_hcl_report.bin", "--format", "json",
-        "--product", "milan")
+    run(
+        "report",
+        "show",
+        REPORTS / "milan_v2_azure_hcl_report.bin",
+        "--format",
+        "json",
+        "--product",
+        "milan",
+    )
     data = json.loads(capsys.readouterr().out)
     assert data["guest_svn"] == 5
     assert data["reported_tcb"]["raw"] == "0x7308000000000003"
@@ -106,8 +113,14 @@ def test_vcek_for_never_picks_tampered(tmp_path: Path) -> None:
 def test_vcek_for_pinned_time_rejects_expired_vlek() -> None:
     """--at after the VLEK expiry finds no signer and says it expired."""
     with pytest.raises(NoSignerError, match="expired"):
-        run("vcek-for", REPORTS / "milan_v3_coco_vlek_report.bin", "--certs", REPORTS,
-            "--at", "2026-01-01")
+        run(
+            "vcek-for",
+            REPORTS / "milan_v3_coco_vlek_report.bin",
+            "--certs",
+            REPORTS,
+            "--at",
+            "2026-01-01",
+        )
 
 
 def test_bad_at_is_a_user_error() -> None:
@@ -128,9 +141,17 @@ def test_certs_inspect_text(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_certs_inspect_json_tampered_and_vlek(capsys: pytest.CaptureFixture[str]) -> None:
     """JSON inspect reports the tampered VCEK's failed signature and the VLEK's cspID."""
-    run("certs", "inspect", REPORTS / "milan_coco_vcek_invalid_legacy.der",
-        REPORTS / "milan_v3_coco_vlek.der", CERTS / "asvk_ark_milan.pem",
-        "--format", "json", "--at", "2025-06-01")
+    run(
+        "certs",
+        "inspect",
+        REPORTS / "milan_coco_vcek_invalid_legacy.der",
+        REPORTS / "milan_v3_coco_vlek.der",
+        CERTS / "asvk_ark_milan.pem",
+        "--format",
+        "json",
+        "--at",
+        "2025-06-01",
+    )
     items = json.loads(capsys.readouterr().out)
     tampered, vlek = items[0], items[1]
     assert tampered["chain"]["signatures_ok"] is False
@@ -147,12 +168,27 @@ def test_certs_inspect_directory(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cert_table_build_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """build writes ARK, ASK, VCEK entries; show lists them with certificate names."""
     out = tmp_path / "table.bin"
-    assert run("cert-table", "build", "--ark", CERTS / "ark_milan.pem", "--ask",
-               CERTS / "ask_ark_milan.pem", "--vcek", REPORTS / "milan_v2_gsg_vcek.der",
-               "-o", out) == 0
+    assert (
+        run(
+            "cert-table",
+            "build",
+            "--ark",
+            CERTS / "ark_milan.pem",
+            "--ask",
+            CERTS / "ask_ark_milan.pem",
+            "--vcek",
+            REPORTS / "milan_v2_gsg_vcek.der",
+            "-o",
+            out,
+        )
+        == 0
+    )
     table = parse_cert_table(out.read_bytes())
-    assert [e.kind for e in table.entries] == [CertTableKind.ARK, CertTableKind.ASK,
-                                               CertTableKind.VCEK]
+    assert [e.kind for e in table.entries] == [
+        CertTableKind.ARK,
+        CertTableKind.ASK,
+        CertTableKind.VCEK,
+    ]
     capsys.readouterr()
     run("cert-table", "show", out)
     text = capsys.readouterr().out
@@ -164,8 +200,18 @@ def test_cert_table_build_and_show(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_cert_table_build_vlek_uses_asvk(tmp_path: Path) -> None:
     """With --vlek the ASVK goes under the ASK GUID and the VLEK under its own."""
     out = tmp_path / "t.bin"
-    run("cert-table", "build", "--ark", CERTS / "ark_milan.pem", "--ask",
-        CERTS / "asvk_ark_milan.pem", "--vlek", REPORTS / "milan_v3_coco_vlek.der", "-o", out)
+    run(
+        "cert-table",
+        "build",
+        "--ark",
+        CERTS / "ark_milan.pem",
+        "--ask",
+        CERTS / "asvk_ark_milan.pem",
+        "--vlek",
+        REPORTS / "milan_v3_coco_vlek.der",
+        "-o",
+        out,
+    )
     table = parse_cert_table(out.read_bytes())
     assert table.get(CertTableKind.VLEK) is not None
 
@@ -173,9 +219,18 @@ def test_cert_table_build_vlek_uses_asvk(tmp_path: Path) -> None:
 def test_cert_table_build_wrong_kind_is_a_user_error(tmp_path: Path) -> None:
     """Passing a VCEK as --ark names the file, what it holds and what was expected."""
     with pytest.raises(SnpCliError, match="expected a ARK"):
-        run("cert-table", "build", "--ark", REPORTS / "milan_v2_gsg_vcek.der", "--ask",
-            CERTS / "ask_milan.pem", "--vcek", REPORTS / "milan_v2_gsg_vcek.der",
-            "-o", tmp_path / "x")
+        run(
+            "cert-table",
+            "build",
+            "--ark",
+            REPORTS / "milan_v2_gsg_vcek.der",
+            "--ask",
+            CERTS / "ask_milan.pem",
+            "--vcek",
+            REPORTS / "milan_v2_gsg_vcek.der",
+            "-o",
+            tmp_path / "x",
+        )
 
 
 def test_cert_table_show_rejects_garbage(tmp_path: Path) -> None:

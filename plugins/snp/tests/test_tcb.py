@@ -70,8 +70,13 @@ def test_from_raw_rejects_more_than_u64() -> None:
 
 @pytest.mark.parametrize(
     ("name", "product"),
-    [("Milan-B0", Product.MILAN), ("Milan", Product.MILAN), ("Genoa", Product.GENOA),
-     ("Turin", Product.TURIN), ("turin", Product.TURIN)],
+    [
+        ("Milan-B0", Product.MILAN),
+        ("Milan", Product.MILAN),
+        ("Genoa", Product.GENOA),
+        ("Turin", Product.TURIN),
+        ("turin", Product.TURIN),
+    ],
 )
 def test_product_from_product_name(name: str, product: Product) -> None:
     """VCEK productName values map to the product, ignoring the stepping suffix."""
@@ -117,8 +122,12 @@ def test_any_u64_decodes_and_reencodes(raw: int, product: Product) -> None:
     """Every u64 decodes; fields plus reserved bytes re-encode to the same value."""
     tcb = TcbVersion.from_raw(raw, product)
     again = TcbVersion.from_fields(
-        product, boot_loader=tcb.boot_loader, tee=tcb.tee, snp=tcb.snp,
-        microcode=tcb.microcode, fmc=tcb.fmc,
+        product,
+        boot_loader=tcb.boot_loader,
+        tee=tcb.tee,
+        snp=tcb.snp,
+        microcode=tcb.microcode,
+        fmc=tcb.fmc,
     )
     assert again.raw | tcb.reserved == raw
 

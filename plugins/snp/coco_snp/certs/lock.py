@@ -86,8 +86,9 @@ def _lock(fd: int, lock_type: int, *, wait: bool, path: Path) -> None:
                 f"{path}: {what} OFD lock unavailable; the certificates are being updated "
                 "(answer RETRY/EAGAIN and let the guest retry)"
             ) from None
-        raise CertificateFileError(f"{path}: fcntl(F_OFD_SETLK{'W' if wait else ''}) failed: "
-                                   f"{e.strerror}") from None
+        raise CertificateFileError(
+            f"{path}: fcntl(F_OFD_SETLK{'W' if wait else ''}) failed: {e.strerror}"
+        ) from None
 
 
 def _unlock(fd: int) -> None:
