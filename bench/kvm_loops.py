@@ -44,9 +44,11 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from coco_core.emulated.doorbell import PINGPONG_PORT, RESULT_PORT
+from coco_core.emulated.ports import PINGPONG_PORT, RESULT_PORT
 from coco_core.emulated.guestbuild import boot_guest, build_guest
+from coco_core.generic.uapi import KVM_EXIT_IO_IN, KvmExitReason
 from coco_core.kvm import ioctls
+from coco_core.kvm.probe import usable
 from coco_core.kvm.runloop import Watchdog, install_kick_handler
 from coco_core.kvm.system import Kvm
 from coco_core.kvm.vcpu import Vcpu
@@ -161,8 +163,8 @@ def raw_vcpu_loop(vcpu: Vcpu) -> int:
     view = vcpu.run_view
     reason_from = _EXIT_REASON.unpack_from
     io_from = _IO.unpack_from
-    exit_io = ioctls.KVM_EXIT_IO
-    io_in = ioctls.KVM_EXIT_IO_IN
+    exit_io = KvmExitReason.IO
+    io_in = KVM_EXIT_IO_IN
     done_port = RESULT_PORT
     exits = 0
     while True:
@@ -225,7 +227,7 @@ def main(
     """Measure every loop with 1 and 2 vCPUs; print a table and return the per-round rates."""
     install_kick_handler()
     with Kvm.open() as kvm:
-        ok, reason = kvm.usable()
+        ok, reason = usable(kvm)
     if not ok:
         raise SystemExit(f"kvm_loops: real KVM unusable: {reason}")
     with tempfile.TemporaryDirectory(prefix="coco-bench-") as tmp:

@@ -216,7 +216,7 @@ def kvm_loops(reg: Registry, exits: int, runs: int) -> dict[str, Any] | None:
         """The coco loop: KVM_RUN, then the dispatcher with a real PortIo handler."""
         import fcntl
 
-        from coco_core.emulated.doorbell import RESULT_PORT
+        from coco_core.emulated.ports import RESULT_PORT
         from coco_core.kvm import ioctls
 
         d = Dispatcher(reg, "tdx")

@@ -11,8 +11,18 @@ neutral requests, and calls :meth:`Dispatcher.dispatch` on each exit::
     dispatcher.dispatch(vcpu.run_view, vcpu)
 
 Importing ``coco_core`` imports attrs and pluggy only (no cryptography, no
-plugin); the real-KVM backend is :mod:`coco_core.kvm`, the kernel model
-:mod:`coco_core.model`, the conformance kit :mod:`coco_core.testing`.
+plugin). The rooms of the house:
+
+* :mod:`coco_core.plugin`: the plugin author's API;
+* :mod:`coco_core.generic`: the core's own plugin (``struct kvm_run``, the
+  generic exits, the errno spaces);
+* :mod:`coco_core.services`: handlers coco ships (memory attributes);
+* :mod:`coco_core.kvm`: the real ``/dev/kvm`` backend;
+* :mod:`coco_core.model`: the kernel model, the oracle of the tests;
+* :mod:`coco_core.emulated`: the emulated TEE on any KVM;
+* :mod:`coco_core.review`: the reviewers' tooling (never imported by the runtime);
+* :mod:`coco_core.testing`: the conformance kit;
+* :mod:`coco_core.demo` and :mod:`coco_core.cli`: ``coco demo`` and the ``coco`` command.
 """
 
 from __future__ import annotations
@@ -20,18 +30,23 @@ from __future__ import annotations
 from typing import Any
 
 from coco_core.abi import Abi, AbiPart, CompletionDuty, Discriminator, ExitDecoder
-from coco_core.dispatch import Dispatcher
+from coco_core.completion import Completed, Result
+from coco_core.dispatch import Dispatcher, Handler, Tracer
 from coco_core.errors import (
     CoCoError,
+    CodeError,
+    CompletionError,
     ConfigurationError,
     DecodeError,
+    KvmRunRejected,
     LayoutError,
     RegistrationError,
 )
-from coco_core.errorspace import CodeError, ErrorSpace, Landing, UnknownCode
-from coco_core.exits import CoCoExit, Completed, CompletionError
+from coco_core.errorspace import ErrorSpace, Landing, UnknownCode
+from coco_core.exits import CoCoExit
+from coco_core.kernels import DEFAULT_ABI
 from coco_core.layout import CStruct, Layout, c_field, c_struct, struct_of, union_of
-from coco_core.registry import DEFAULT_ABI, Registrar, Registry
+from coco_core.registry import Registrar, Registry
 from coco_core.requests import (
     CertificateRequest,
     EventNotifySetup,
@@ -68,6 +83,8 @@ __all__ = [
     "ErrorSpace",
     "EventNotifySetup",
     "ExitDecoder",
+    "Handler",
+    "KvmRunRejected",
     "Landing",
     "Layout",
     "LayoutError",
@@ -81,8 +98,10 @@ __all__ = [
     "Registrar",
     "RegistrationError",
     "Registry",
+    "Result",
     "TdvmcallInfoQuery",
     "Termination",
+    "Tracer",
     "UnknownCode",
     "Unsupported",
     "VendorSpecific",

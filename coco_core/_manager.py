@@ -1,24 +1,34 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The typed façade over pluggy: the only module that calls ``pm.hook``."""
+"""The typed façade over pluggy: loading plugins, the built-ins, calling the hook.
+
+The only module that touches pluggy's manager. It imports no other coco
+module at run time but :mod:`coco_core.hookspecs` and the errors: the registry
+hands it a factory for registrars, so loading goes one way (registry →
+manager → plugins). The built-in plugins are named by module path and
+imported like any plugin.
+"""
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import ModuleType
+from typing import Protocol
 
 import attrs
 import pluggy
 
 from coco_core import hookspecs
-from coco_core.errors import RegistrationError
-from coco_core.registry import Registrar
+from coco_core.errors import ConfigurationError, RegistrationError
 
-__all__ = ["LoadedPlugin", "PluginFailure", "PluginManager"]
+__all__ = ["BUILTINS", "LoadedPlugin", "PluginFailure", "PluginManager"]
 
 log = logging.getLogger("coco_core.plugins")
+
+#: The core's own plugins, registered before any other: name → module.
+BUILTINS = {"core": "coco_core.generic.plugin"}
 
 
 @attrs.frozen
@@ -40,6 +50,13 @@ class PluginFailure:
     error: str
 
 
+class _Registrar(Protocol):
+    """What the hook is called with (the registry's ``Registrar``)."""
+
+    def close(self) -> None:
+        """End registration."""
+
+
 class PluginManager:
     """Owns one pluggy manager; one typed method per hook (as tox does)."""
 
@@ -49,14 +66,30 @@ class PluginManager:
         self.loaded: list[LoadedPlugin] = []
         self.failures: list[PluginFailure] = []
 
+    def add_builtins(self) -> None:
+        """Register the core's own plugins (:data:`BUILTINS`)."""
+        for name, target in BUILTINS.items():
+            self._register(name, importlib.import_module(target), None, None)
+
     def load_entry_points(self, allow: Iterable[str] | None) -> None:
         """Import the entry points of the ``coco_core`` group whose names ``allow`` names.
 
         A plugin that fails to import is recorded in :attr:`failures` and logged
         by name; the others still load.
+
+        :raises ConfigurationError: ``allow`` names an entry point that is not installed.
         """
         allowed = None if allow is None else set(allow)
-        for ep in importlib.metadata.entry_points(group=hookspecs.NAME):
+        points = list(importlib.metadata.entry_points(group=hookspecs.NAME))
+        if allowed is not None:
+            missing = sorted(allowed - {ep.name for ep in points})
+            if missing:
+                installed = ", ".join(sorted(ep.name for ep in points)) or "none"
+                raise ConfigurationError(
+                    f"allow={sorted(allowed)}: no installed coco plugin is called "
+                    f"{', '.join(map(repr, missing))}; installed: {installed}"
+                )
+        for ep in points:
             if allowed is not None and ep.name not in allowed:
                 log.info("plugin %s skipped: not in the allow-list", ep.name)
                 continue
@@ -91,33 +124,28 @@ class PluginManager:
         """Fail if a plugin implements a hook that no spec defines."""
         self._pm.check_pending()
 
-    def register_vendor(self, make_registrar: type[Registrar], sink: object) -> None:
-        """Call ``coco_register_vendor`` on each plugin with its own registrar."""
-        for plugin in self.loaded:
-            module = self._pm.get_plugin(plugin.name)
-            impl = getattr(module, "coco_register_vendor", None)
-            if impl is None:
-                continue
-            registrar = make_registrar(plugin.name, sink)
+    def register_vendor(self, make_registrar: Callable[[str], _Registrar]) -> None:
+        """Call each plugin's ``coco_register_vendor`` with a registrar of its own.
+
+        Implementations are found through pluggy (``get_hookimpls()``) and
+        called one at a time, in registration order (built-ins first), so a
+        failure is attributed to its plugin.
+
+        :raises RegistrationError: a plugin registered something inconsistent
+            or failed in the hook (the message names the plugin).
+        """
+        for impl in self._pm.hook.coco_register_vendor.get_hookimpls():
+            plugin = impl.plugin_name
+            module = getattr(impl.plugin, "__name__", plugin)
+            registrar = make_registrar(plugin)
             try:
-                # pm.hook is untyped; calling the one implementation keeps the
-                # failure attributable to its plugin.
-                caller = self._pm.subset_hook_caller(
-                    "coco_register_vendor",
-                    remove_plugins=[p for p in self._pm.get_plugins() if p is not module],
-                )
-                caller(registrar=registrar)
+                impl.function(**dict.fromkeys(impl.argnames, registrar))
             except RegistrationError as exc:
-                raise RegistrationError(f"plugin {plugin.name!r} ({plugin.module}): {exc}") from exc
+                raise RegistrationError(f"plugin {plugin!r} ({module}): {exc}") from exc
             except Exception as exc:
                 raise RegistrationError(
-                    f"plugin {plugin.name!r} ({plugin.module}) failed in coco_register_vendor: "
+                    f"plugin {plugin!r} ({module}) failed in coco_register_vendor: "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
             finally:
                 registrar.close()
-
-    @staticmethod
-    def import_module(target: str) -> ModuleType:
-        """Import ``target`` (a dotted module path)."""
-        return importlib.import_module(target)

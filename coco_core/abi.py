@@ -10,7 +10,10 @@ merges parts by name into one :class:`Abi` and rejects contradictions.
 
 An :class:`ExitDecoder` turns one ``(exit reason, discriminator)`` into a
 neutral request and writes the completion back; it is what the dispatcher's
-table holds.
+table holds. A :class:`RunFrame` says where the exit reason and the exit union
+sit in the shared run structure; the core's generic plugin declares the one
+for ``struct kvm_run`` (:data:`coco_core.generic.uapi.KVM_RUN_FRAME`), and the
+core itself assumes no offset.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
+from coco_core.errors import ConfigurationError
 from coco_core.errorspace import ErrorSpace
-from coco_core.generic.uapi import EXIT_UNION_OFFSET, EXIT_UNION_SIZE
 from coco_core.layout import Layout
 from coco_core.requests import NeutralRequest
 from coco_core.status import CoCoStatus, Outcome
@@ -32,6 +35,7 @@ __all__ = [
     "CompletionDuty",
     "Discriminator",
     "ExitDecoder",
+    "RunFrame",
     "StatusField",
     "WriteBack",
 ]
@@ -41,7 +45,7 @@ __all__ = [
 WriteBack = Callable[[memoryview, NeutralRequest, int, Outcome | None], None]
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class Discriminator:
     """Where an exit keeps its sub-call number (TDX ``nr``, hypercall ``nr``...).
 
@@ -65,7 +69,7 @@ class Discriminator:
 _STATUS_FORMATS = {"<B": 1, "<H": 2, "<I": 4, "<Q": 8}
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class StatusField:
     """The one ``kvm_run`` field a plain status completion writes.
 
@@ -78,6 +82,8 @@ class StatusField:
     :param offset: offset of the field from the start of ``kvm_run``.
     :param fmt: :mod:`struct` format of the field: ``"<B"``, ``"<H"``, ``"<I"`` or ``"<Q"``.
     :param field: its C access path, for people (``"kvm_run.tdx.ret"``).
+
+    The registry checks that the field lies inside the ABI's exit union.
 
     .. versionadded:: 0.1
     """
@@ -92,12 +98,8 @@ class StatusField:
             raise ValueError(
                 f"{self.field}: status field format {self.fmt!r} is not one of {known}"
             )
-        end = EXIT_UNION_OFFSET + EXIT_UNION_SIZE
-        if not EXIT_UNION_OFFSET <= self.offset <= end - self.size:
-            raise ValueError(
-                f"{self.field}: status field at {self.offset}..{self.offset + self.size} is "
-                f"outside the exit union ({EXIT_UNION_OFFSET}..{end})"
-            )
+        if self.offset < 0:
+            raise ValueError(f"{self.field}: status field offset {self.offset} is negative")
 
     @property
     def size(self) -> int:
@@ -110,7 +112,7 @@ class StatusField:
         return struct.Struct(self.fmt).pack_into
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class ExitDecoder:
     """How one ``(exit reason, discriminator)`` becomes a request, and is completed.
 
@@ -151,23 +153,59 @@ class ExitDecoder:
         return (self.reason, self.discriminator)
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class CompletionDuty:
     """What KVM does with userspace's answer on re-entry, under one ABI.
 
-    :param exit: the exit name.
+    :param exit_name: the exit's name (``KVM_EXIT_TDX/*``).
     :param field: the ``kvm_run`` field userspace writes.
     :param kernel_action: what KVM does with it (registers or fields it sets).
     :param rejects: what KVM refuses, and how (``KVM_RUN`` fails with EINVAL).
     """
 
-    exit: str
+    exit_name: str
     field: str
     kernel_action: str
     rejects: str = ""
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
+class RunFrame:
+    """Where the run structure keeps the exit reason and the exit union.
+
+    Every exit is decoded inside one frame: the dispatcher reads the ``__u32``
+    exit reason at :attr:`exit_reason`, hands back an unclaimed exit with a copy
+    of the union, and the registry checks every status field against it.
+
+    :param name: the C struct (``"struct kvm_run"``).
+    :param size: its ``sizeof``.
+    :param exit_reason: offset of the ``__u32`` exit reason.
+    :param immediate_exit: offset of the ``__u8`` immediate-exit flag.
+    :param union_offset: offset of the exit union.
+    :param union_size: its size.
+    :param generic_members: the union members the frame itself declares.
+    :param build: ``build(extra members) -> Layout``: the whole struct with
+        the generic members and ``extra`` in its union.
+
+    .. versionadded:: 0.2
+    """
+
+    name: str
+    size: int
+    exit_reason: int
+    immediate_exit: int
+    union_offset: int
+    union_size: int
+    generic_members: frozenset[str]
+    build: Callable[[Mapping[str, Layout]], Layout] = attrs.field(eq=False, repr=False)
+
+    @property
+    def union(self) -> slice:
+        """The exit union as a slice of the run buffer."""
+        return slice(self.union_offset, self.union_offset + self.union_size)
+
+
+@attrs.frozen(kw_only=True)
 class AbiPart:
     """One plugin's contribution to a named ABI.
 
@@ -184,6 +222,8 @@ class AbiPart:
     :param discriminators: where exits with sub-calls keep the number.
     :param notes: anything a reviewer should know (unverified facts...).
     :param order: sort key for listings (kernel version or patch date).
+    :param frame: the run structure this ABI's exits live in; the core's
+        generic part declares it for every released kernel.
     """
 
     abi: str
@@ -198,6 +238,7 @@ class AbiPart:
     discriminators: tuple[Discriminator, ...] = ()
     notes: tuple[str, ...] = ()
     order: str = ""
+    frame: RunFrame | None = None
 
 
 @attrs.frozen
@@ -272,10 +313,18 @@ class Abi:
         """Every part's notes."""
         return tuple(n for p in self.parts for n in p.notes)
 
-    def kvm_run_layout(self) -> Layout:
-        """``struct kvm_run`` as this ABI defines it."""
-        from coco_core.generic.uapi import kvm_run_layout
+    @property
+    def frame(self) -> RunFrame | None:
+        """The run structure its parts declare (the registry checks they agree)."""
+        return next((p.frame for p in self.parts if p.frame is not None), None)
 
-        generic = {"io", "hypercall", "system_event", "msr", "memory_fault"}
-        extra = {k: v for k, v in self.union_members.items() if k not in generic}
-        return kvm_run_layout(extra)
+    def kvm_run_layout(self) -> Layout:
+        """``struct kvm_run`` as this ABI defines it.
+
+        :raises ConfigurationError: no part declares the run structure.
+        """
+        frame = self.frame
+        if frame is None:
+            raise ConfigurationError(f"ABI {self.name!r}: no part declares its run structure")
+        extra = {k: v for k, v in self.union_members.items() if k not in frame.generic_members}
+        return frame.build(extra)

@@ -1,90 +1,106 @@
 # SPDX-License-Identifier: Apache-2.0
 """The dispatcher: decode, call the VMM's handler, complete. No pluggy on this path.
 
-The table is built once from the registry for one vendor under one ABI, and
-every exit gets one function with its decoder, handler and completion bound
-in. Per exit the work is: read ``exit_reason`` (and a sub-call number where the
-exit has one), one dict lookup, one ``unpack_from`` in the plugin's decoder,
-one handler call, one dict lookup to encode the status, one ``pack_into``.
+One table, built once from the registry for one vendor under one ABI, maps
+``(exit reason, sub-call number)`` to the handling function of that exit (a
+bound :meth:`_Exit.handle`). Per exit the work is: read ``exit_reason`` (and
+the sub-call number where the exit has one), one dict lookup, one
+``unpack_from`` in the plugin's decoder, one handler call, one completion write
+(:mod:`coco_core.completion`). :meth:`Dispatcher.on` and the
+:attr:`Dispatcher.tracer` change what the table's exits call, never the table.
 
 The dispatcher never raises for guest-controlled input. A handler that raises
-is logged with the exit's details and the exit is completed with the vendor's
-generic error (``ERROR``); the VMM keeps running. Exits no plugin claims come
-back to the VMM as :class:`~coco_core.requests.Unsupported`, untouched.
+or returns something that is not an answer, and a decoder that fails, are
+logged and the exit is completed with the vendor's generic error (``ERROR``);
+the VMM keeps running. A tracer that raises is logged and the exit stays
+completed. Exits no plugin claims, and exits a decoder declines (its decode
+returns :class:`~coco_core.requests.Unsupported`), come back to the VMM as
+:class:`~coco_core.requests.Unsupported`, untouched.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from coco_core.abi import Discriminator, ExitDecoder
+from coco_core.abi import ExitDecoder, RunFrame
+from coco_core.completion import Completion, Result
 from coco_core.errors import ConfigurationError
-from coco_core.errorspace import CodeError
-from coco_core.exits import CoCoExit, Completed
-from coco_core.generic.uapi import (
-    EXIT_REASON,
-    EXIT_REASON_STRUCT,
-    EXIT_UNION_OFFSET,
-    EXIT_UNION_SIZE,
-)
-from coco_core.registry import DEFAULT_ABI, Registry
+from coco_core.exits import CoCoExit
+from coco_core.kernels import DEFAULT_ABI
+from coco_core.registry import Registry
 from coco_core.requests import NeutralRequest, Unsupported
-from coco_core.status import CoCoStatus, Outcome
+from coco_core.status import CoCoStatus
 
-__all__ = ["Dispatcher", "Handler", "Result", "write_completion"]
+__all__ = ["Dispatcher", "Handler", "Result", "Tracer"]
 
 log = logging.getLogger("coco_core.dispatch")
 
 R = TypeVar("R", bound=NeutralRequest)
-Result = CoCoStatus | Outcome
 #: ``handler(request, context) -> CoCoStatus | Outcome``
 Handler = Callable[[Any, Any], Result]
+#: called with a completed :class:`CoCoExit` after each exit
 Tracer = Callable[[CoCoExit], None]
+#: a sub-call reader: ``(unpack_from, offset)``
+_SubCall = tuple[Callable[[Any, int], tuple[int, ...]], int]
 
-_read_reason = EXIT_REASON_STRUCT.unpack_from
-
-
-#: one exit's whole handling: ``fn(run, context) -> result``
-_ExitFn = Callable[[Any, Any], "Result | Unsupported"]
-#: an exit with sub-calls: (read, offset, sub-call number -> function, fallback function)
-_SubCalls = tuple[
-    Callable[[Any, int], tuple[int]],
-    int,
-    Callable[[int, "_ExitFn | None"], "_ExitFn | None"],
-    "_ExitFn | None",
-]
+_U32 = struct.Struct("<I")
 
 
-class _DispatchFn(Protocol):
-    def __call__(self, run: memoryview | bytearray, context: Any = None) -> Result | Unsupported:
-        """Dispatch one exit."""
-        ...
+class _Exit:
+    """One claimed ``(reason, sub-call)``: its decoder, the VMM's handler, its completion."""
 
+    __slots__ = (
+        "completion",
+        "decode",
+        "decoder",
+        "default",
+        "dispatcher",
+        "handler",
+        "name",
+        "reason",
+    )
 
-class _Entry:
-    """A table slot: a decoder, or a discriminator with its sub-table."""
-
-    __slots__ = ("decoder", "encode", "fallback", "handler", "read", "read_offset", "sub")
-
-    def __init__(self) -> None:
-        self.decoder: ExitDecoder | None = None
-        #: the VMM's handler for this decoder's request type, set by Dispatcher.on()
+    def __init__(self, dispatcher: Dispatcher, decoder: ExitDecoder) -> None:
+        self.dispatcher = dispatcher
+        self.decoder = decoder
+        self.name = decoder.name
+        self.reason = decoder.reason
+        self.decode = decoder.decode
+        #: the answer without a handler; None hands the exit back untouched
+        self.default = decoder.default_status
+        #: the VMM's handler, set by Dispatcher.on()
         self.handler: Handler | None = None
-        self.encode: dict[CoCoStatus, int] = {}
-        self.read: Callable[[Any, int], tuple[int]] | None = None
-        self.read_offset = 0
-        self.sub: dict[int, _Entry] = {}
-        self.fallback: _Entry | None = None
+        self.completion = Completion(decoder)
 
-
-def _leaf(dec: ExitDecoder) -> _Entry:
-    e = _Entry()
-    e.decoder = dec
-    if dec.error_space is not None:
-        e.encode = {s: dec.error_space.encode(s) for s in CoCoStatus}
-    return e
+    def handle(self, run: memoryview | bytearray, context: Any) -> Result | Unsupported:
+        """Decode, answer, complete one exit (see the module docstring)."""
+        try:
+            request = self.decode(run)  # type: ignore[arg-type]  # bytearray works too
+        except Exception:  # a decoder bug must not take the VMM down
+            log.exception(
+                "%s: decoder failed on exit %d; completing with ERROR", self.name, self.reason
+            )
+            return self.completion.fail(run, Unsupported(self.reason))
+        if type(request) is Unsupported:  # the decoder declined this exit
+            return request
+        handler = self.handler
+        if handler is None:
+            if self.default is None:
+                return self.dispatcher._unclaimed(run, self.reason)
+            result: object = self.default
+        else:
+            try:
+                result = handler(request, context)
+            except Exception:  # the documented rule: log, answer ERROR, keep running
+                log.exception("%s: handler raised for %r; answering ERROR", self.name, request)
+                result = CoCoStatus.ERROR
+        done = self.completion.complete(run, request, result)
+        if self.dispatcher.tracer is not None:
+            self.dispatcher._trace(self, run, request, done)
+        return done
 
 
 class Dispatcher:
@@ -95,9 +111,6 @@ class Dispatcher:
     :param abi: the ABI the kernel speaks; the newest released kernel by default.
     :param tracer: called with a :class:`CoCoExit` after each completion
         (costs one object per exit; leave None on a hot loop).
-
-    Register handlers with :meth:`on` (and set :attr:`tracer`) before the
-    vCPUs run: each rebuilds the per-exit functions.
 
     .. versionadded:: 0.1
     """
@@ -114,96 +127,65 @@ class Dispatcher:
             known = ", ".join(sorted(registry.vendors)) or "none"
             raise ConfigurationError(f"unknown vendor {vendor!r}; registered vendors: {known}")
         the_abi = registry.abi(abi)
+        frame = the_abi.frame
+        if frame is None:
+            raise ConfigurationError(f"ABI {abi!r} declares no run structure (RunFrame)")
         self.registry = registry
         self.vendor = vendor
         self.abi = abi
-        self._tracer = tracer
-        self._handlers: dict[type[NeutralRequest], Handler] = {}
-        self._table = self._build(registry.decoders_for(abi, vendor), the_abi.discriminators)
-        #: exit reason -> the function that handles it whole (see _relink)
-        self._fns: dict[int, _ExitFn] = {}
-        #: exit reason with sub-calls -> where the number is, its functions, the fallback
-        self._subcalls: dict[int, _SubCalls] = {}
-        self._relink()
-        self._fast = self._compile()
-        if type(self).dispatch is Dispatcher.dispatch:
-            # The instance attribute shadows the method, so callers get the closure
-            # directly; a subclass that overrides dispatch() keeps its override.
-            self.dispatch = self._fast  # type: ignore[method-assign]
-
-    @property
-    def tracer(self) -> Tracer | None:
-        """Called with a :class:`CoCoExit` after each completion, or None."""
-        return self._tracer
-
-    @tracer.setter
-    def tracer(self, tracer: Tracer | None) -> None:
-        self._tracer = tracer
-        self._relink()
-
-    @staticmethod
-    def _build(
-        decoders: dict[tuple[int, int | None], ExitDecoder], discs: dict[int, Discriminator]
-    ) -> dict[int, _Entry]:
-        table: dict[int, _Entry] = {}
-        for (reason, disc), dec in decoders.items():
-            if disc is None and not dec.fallback:
-                table[reason] = _leaf(dec)
-                continue
-            top = table.get(reason)
-            if top is None:
+        #: called with a :class:`CoCoExit` after each completion, or None
+        self.tracer: Tracer | None = tracer
+        self._frame: RunFrame = frame
+        self._reason_at = frame.exit_reason
+        discs = the_abi.discriminators
+        self._subcalls: dict[int, _SubCall] = {}
+        self._exits: list[_Exit] = []
+        #: the one table: (reason, sub-call number or None) -> the exit
+        self._table: dict[tuple[int, int | None], _Exit] = {}
+        #: reason -> the exit of the decoder for sub-calls nobody else claims
+        self._fallbacks: dict[int, _Exit] = {}
+        for (reason, disc), dec in registry.decoders_for(abi, vendor).items():
+            if disc is not None or dec.fallback:
                 where = discs.get(reason)
                 if where is None:
                     raise ConfigurationError(
                         f"{dec.name}: exit {reason} has sub-calls but no registered discriminator"
                     )
-                top = table[reason] = _Entry()
-                top.read = where.reader.unpack_from
-                top.read_offset = where.offset
+                self._subcalls[int(reason)] = (where.reader.unpack_from, where.offset)
+            ex = _Exit(self, dec)
+            self._exits.append(ex)
             if dec.fallback:
-                top.fallback = _leaf(dec)
+                self._fallbacks[int(reason)] = ex
             else:
-                assert disc is not None
-                top.sub[disc] = _leaf(dec)
-        return table
+                self._table[(int(reason), None if disc is None else int(disc))] = ex
 
     # -- handlers -------------------------------------------------------------------
 
     def on(self, request_type: type[R], handler: Callable[[R, Any], Result]) -> None:
         """Answer every ``request_type`` request with ``handler(request, context)``.
 
-        The handler is bound into the function of every exit whose decoder
-        produces ``request_type``, so the per-exit path needs no lookup for it.
+        :raises TypeError: ``request_type`` is not a neutral request class, or
+            ``handler`` is not callable.
         """
-        self._handlers[request_type] = handler
-        for entry in self._leaves():
-            if entry.decoder is not None and entry.decoder.request_type is request_type:
-                entry.handler = handler
-        self._relink()
-
-    def _leaves(self) -> list[_Entry]:
-        out: list[_Entry] = []
-        for e in self._table.values():
-            out.append(e)
-            out.extend(e.sub.values())
-            if e.fallback is not None:
-                out.append(e.fallback)
-        return out
+        if not (isinstance(request_type, type) and issubclass(request_type, NeutralRequest)):
+            raise TypeError(
+                f"Dispatcher.on: request_type {request_type!r} is not a NeutralRequest class"
+            )
+        if not callable(handler):
+            raise TypeError(
+                f"Dispatcher.on: handler {handler!r} for {request_type.__name__} is not callable"
+            )
+        for ex in self._exits:
+            if ex.decoder.request_type is request_type:
+                ex.handler = handler
 
     def handles(self) -> frozenset[type[NeutralRequest]]:
         """The request types the VMM registered handlers for."""
-        return frozenset(self._handlers)
+        return frozenset(ex.decoder.request_type for ex in self._exits if ex.handler is not None)
 
     def claims(self) -> list[ExitDecoder]:
         """Every decoder in this dispatcher's table."""
-        out: list[ExitDecoder] = []
-        for e in self._table.values():
-            if e.decoder is not None:
-                out.append(e.decoder)
-            out.extend(s.decoder for s in e.sub.values() if s.decoder is not None)
-            if e.fallback is not None and e.fallback.decoder is not None:
-                out.append(e.fallback.decoder)
-        return out
+        return [ex.decoder for ex in self._exits]
 
     # -- the hot path ---------------------------------------------------------------
 
@@ -212,276 +194,66 @@ class Dispatcher:
 
         :param run: the ``kvm_run`` mapping (or a buffer of the same layout).
         :param context: passed to the handler as its second argument (a vCPU).
-        :returns: the handler's result, the default status used when the VMM
-            registered no handler, or :class:`Unsupported` (untouched) for an
-            exit no plugin claims.
+        :returns: the handler's result (``ERROR`` if it was not a valid answer),
+            the default status used when the VMM registered no handler, or
+            :class:`Unsupported` (untouched) for an exit no plugin claims.
         """
-        # Each instance replaces this with the closure _compile() builds; this
-        # body only runs if someone calls Dispatcher.dispatch(instance, ...).
-        return self._fast(run, context)
-
-    def _compile(self) -> _DispatchFn:
-        """The per-exit entry point: read the reason (and sub-call), call that exit's function."""
-        fns_get = self._fns.get
-        subcalls_get = self._subcalls.get
-        read_reason = _read_reason
-        at = EXIT_REASON
-
-        def dispatch(run: memoryview | bytearray, context: Any = None) -> Result | Unsupported:
-            reason = read_reason(run, at)[0]
-            fn = fns_get(reason)
-            if fn is None:
-                where = subcalls_get(reason)
-                if where is None:
-                    return _unsupported(run, reason, None)
-                read, read_at, sub_get, fallback = where
-                disc = read(run, read_at)[0]
-                fn = sub_get(disc, fallback)
-                if fn is None:
-                    return _unsupported(run, reason, disc)
-            return fn(run, context)
-
-        dispatch.__doc__ = Dispatcher.dispatch.__doc__
-        return dispatch
-
-    def _relink(self) -> None:
-        """Build the function of every exit from its decoder and handler.
-
-        Start-up work, redone by :meth:`on` and the :attr:`tracer` setter. The
-        keys never change after construction, so updating the dicts in place
-        swaps each function atomically for a dispatch running meanwhile. Keys
-        are plain ints: the reason read from ``kvm_run`` is a small int, so
-        the lookup matches by identity instead of comparing with an IntEnum.
-        """
-        fns: dict[int, _ExitFn] = {}
-        subcalls: dict[int, _SubCalls] = {}
-        for reason, entry in self._table.items():
-            if entry.read is None:
-                fns[int(reason)] = self._exit_fn(entry, reason, None, None, 0)
-                continue
-            by_number = {
-                int(disc): self._exit_fn(sub, reason, disc, None, 0)
-                for disc, sub in entry.sub.items()
-            }
-            fallback = (
-                self._exit_fn(entry.fallback, reason, None, entry.read, entry.read_offset)
-                if entry.fallback is not None
-                else None
-            )
-            subcalls[int(reason)] = (entry.read, entry.read_offset, by_number.get, fallback)
-        self._fns.update(fns)
-        self._subcalls.update(subcalls)
-
-    def _exit_fn(
-        self,
-        entry: _Entry,
-        reason: int,
-        disc: int | None,
-        read: Callable[[Any, int], tuple[int]] | None,
-        read_at: int,
-    ) -> _ExitFn:
-        """One exit (or sub-call) whole: decode, handle, write.
-
-        Kept flat on purpose (see the module docstring). A plain
-        :class:`CoCoStatus` result is written here with one ``pack_into`` (the
-        decoder's :class:`~coco_core.abi.StatusField`) or one ``write`` call;
-        an :class:`Outcome`, a bad result or a tracer take :meth:`_finish`.
-        ``read``/``read_at`` give the sub-call number of a fallback decoder,
-        read again only on the slow paths.
-        """
-        dec = entry.decoder
-        assert dec is not None
-        decode = dec.decode
-        handler = entry.handler
-        vendor = self.vendor
-        name = dec.name
-        error = CoCoStatus.ERROR
-        status_type = CoCoStatus
-        finish = self._finish
-
-        def disc_of(run: memoryview | bytearray) -> int | None:
-            return disc if read is None else read(run, read_at)[0]
-
-        def decode_failed(run: memoryview | bytearray) -> Result:
-            log.exception("%s: decoder failed on exit %d; completing with ERROR", name, reason)
-            return self._complete_failed(entry, run, reason, disc_of(run))
-
-        if handler is None:
-            default = dec.default_status
-            if default is None:
-
-                def hand_back(run: memoryview | bytearray, context: Any) -> Result | Unsupported:
-                    try:
-                        request = decode(run)  # type: ignore[arg-type]  # bytearray works too
-                    except Exception:  # a decoder bug must not take the VMM down
-                        return decode_failed(run)
-                    if isinstance(request, Unsupported):
-                        return request
-                    return _unsupported(run, reason, disc_of(run))
-
-                return hand_back
-
-            def answer_default(request: Any, context: Any, default: CoCoStatus = default) -> Result:
-                return default
-
-            handler = answer_default
-
-        encode = entry.encode
-        write = dec.write
-        field = dec.status_field
-        # How a plain status is written, decided here once: with one pack_into
-        # when the decoder names its status field, else through write(), else
-        # (no completion: port I/O, termination) not at all. Traced exits and a
-        # write() without an error space take the general path in _finish.
-        plain = self._tracer is None and (write is None or bool(encode))
-        put = field.writer if field is not None and plain else None
-        put_at = field.offset if field is not None else 0
-
-        def handle(run: memoryview | bytearray, context: Any) -> Result | Unsupported:
-            try:
-                request = decode(run)  # type: ignore[arg-type]  # bytearray works too
-            except Exception:  # a decoder bug must not take the VMM down
-                return decode_failed(run)
-            try:
-                result = handler(request, context)
-            except Exception:  # the documented rule: log, answer ERROR, keep running
-                log.exception("%s %s: handler raised for %r", vendor, name, request)
-                result = error
-            if plain and type(result) is status_type:
-                if put is not None:
-                    put(run, put_at, encode[result])
-                elif write is not None:
-                    write(run, request, encode[result], None)  # type: ignore[arg-type]
-                return result
-            return finish(entry, run, request, result, reason)
-
-        return handle
+        ex = self._find(run)
+        if ex is None:
+            return self._unclaimed(run, _U32.unpack_from(run, self._reason_at)[0])
+        return ex.handle(run, context)
 
     # -- the rest -------------------------------------------------------------------
 
-    def _finish(
-        self,
-        entry: _Entry,
-        run: memoryview | bytearray,
-        request: NeutralRequest,
-        result: object,
-        reason: int,
-    ) -> Result:
-        """Complete with an Outcome, a status on the general path, or a bad result."""
-        dec = entry.decoder
-        assert dec is not None
-        if type(result) is not CoCoStatus and not isinstance(result, Outcome):
-            log.error(
-                "%s %s: handler returned %r, not a CoCoStatus or Outcome; answering ERROR",
-                self.vendor,
-                dec.name,
-                result,
-            )
-            result = CoCoStatus.ERROR
-        assert isinstance(result, CoCoStatus | Outcome)
-        if dec.write is not None:
-            raw = entry.encode.get(result) if type(result) is CoCoStatus else None
-            if raw is not None:
-                dec.write(run, request, raw, None)  # type: ignore[arg-type]
-            else:
-                result = self._write_outcome(dec, run, request, result)
-        if self._tracer is not None:
-            self._trace(dec, run, reason, request, result)
-        return result
+    def _sub_of(self, run: memoryview | bytearray, reason: int) -> int | None:
+        where = self._subcalls.get(reason)
+        return None if where is None else where[0](run, where[1])[0]
 
-    def _write_outcome(
-        self, dec: ExitDecoder, run: memoryview | bytearray, request: NeutralRequest, result: Result
-    ) -> Result:
-        try:
-            write_completion(dec, run, request, result)
-        except CodeError:
-            log.exception("%s: handler's vendor code rejected; completing with ERROR", dec.name)
-            write_completion(dec, run, request, CoCoStatus.ERROR)
-            return CoCoStatus.ERROR
-        return result
-
-    def _complete_failed(
-        self, entry: _Entry, run: memoryview | bytearray, reason: int, disc: int | None
-    ) -> Result:
-        dec = entry.decoder
-        if dec is not None and dec.write is not None and entry.encode:
-            try:
-                dec.write(run, Unsupported(reason, disc), entry.encode[CoCoStatus.ERROR], None)  # type: ignore[arg-type]
-            except Exception:
-                log.exception("%s: could not even write ERROR", dec.name)
-        return CoCoStatus.ERROR
+    def _unclaimed(self, run: memoryview | bytearray, reason: int) -> Unsupported:
+        frame = self._frame
+        raw = bytes(run[frame.union_offset : frame.union_offset + frame.union_size])
+        return Unsupported(reason, self._sub_of(run, reason), raw)
 
     def _trace(
-        self,
-        dec: ExitDecoder,
-        run: memoryview | bytearray,
-        reason: int,
-        request: NeutralRequest,
-        result: Result,
+        self, ex: _Exit, run: memoryview | bytearray, request: NeutralRequest, result: Result
     ) -> None:
-        tracer = self._tracer
-        assert tracer is not None
-        view = run if isinstance(run, memoryview) else memoryview(run)
-        ev = CoCoExit(self.vendor, self.abi, dec.name, reason, request, view, dec)
-        ev._state.append(_completed_record(dec, result))
-        tracer(ev)
+        tracer = self.tracer
+        if tracer is None:
+            return
+        try:
+            view = run if isinstance(run, memoryview) else memoryview(run)
+            done = ex.completion.record(result)
+            status = done.status
+            ev = CoCoExit(
+                self.vendor,
+                self.abi,
+                ex.name,
+                ex.reason,
+                request,
+                view,
+                ex.completion,
+                done,
+                status is CoCoStatus.OK,
+            )
+            tracer(ev)
+        except Exception:  # a tracer must not stop the VMM: the exit is completed already
+            log.exception("%s: tracer failed; the exit stays completed", ex.name)
 
-    def _lookup(self, run: memoryview | bytearray) -> tuple[_Entry | None, int, int | None]:
-        reason = _read_reason(run, EXIT_REASON)[0]
-        entry = self._table.get(reason)
-        if entry is None or entry.read is None:
-            return entry, reason, None
-        disc = entry.read(run, entry.read_offset)[0]
-        sub = entry.sub.get(disc)
-        return (sub if sub is not None else entry.fallback), reason, disc
+    def _find(self, run: memoryview | bytearray) -> _Exit | None:
+        """The exit ``run`` holds: its reason and sub-call number, one table lookup."""
+        reason = _U32.unpack_from(run, self._reason_at)[0]
+        where = self._subcalls.get(reason)
+        if where is None:
+            return self._table.get((reason, None))
+        return self._table.get((reason, where[0](run, where[1])[0])) or self._fallbacks.get(reason)
 
     def decode(self, run: memoryview | bytearray) -> CoCoExit:
         """Decode without handling, for a VMM that answers by hand with ``ev.complete()``."""
-        entry, reason, disc = self._lookup(run)
+        ex = self._find(run)
         view = run if isinstance(run, memoryview) else memoryview(run)
-        if entry is None or entry.decoder is None:
-            req = _unsupported(view, reason, disc)
-            return CoCoExit(self.vendor, self.abi, f"exit {reason}", reason, req, view, None)
-        dec = entry.decoder
-        return CoCoExit(self.vendor, self.abi, dec.name, reason, dec.decode(view), view, dec)
-
-
-def _unsupported(run: memoryview | bytearray, reason: int, disc: int | None) -> Unsupported:
-    raw = bytes(run[EXIT_UNION_OFFSET : EXIT_UNION_OFFSET + EXIT_UNION_SIZE])
-    return Unsupported(reason, disc, raw)
-
-
-def _completed_record(dec: ExitDecoder, result: Result) -> Completed:
-    status = result if isinstance(result, CoCoStatus) else result.status
-    outcome = None if isinstance(result, CoCoStatus) else result
-    if dec.write is None or dec.error_space is None:
-        return Completed(status, None, None, outcome)
-    space = dec.error_space
-    raw = outcome.vendor_code if outcome is not None and outcome.vendor_code is not None else None
-    if raw is None:
-        raw = space.encode(status)
-    return Completed(status, raw, space.name_of(raw), outcome)
-
-
-def write_completion(
-    dec: ExitDecoder | None, run: memoryview | bytearray, request: NeutralRequest, result: Result
-) -> Completed:
-    """Encode ``result`` with ``dec``'s error space and write it (the non-hot path).
-
-    :raises CodeError: an explicit ``vendor_code`` that is not a code of the
-        space for that status.
-    """
-    status = result if isinstance(result, CoCoStatus) else result.status
-    outcome = None if isinstance(result, CoCoStatus) else result
-    if dec is None or dec.write is None:
-        return Completed(status, None, None, outcome)
-    space = dec.error_space
-    if space is None:
-        dec.write(run, request, 0, outcome)  # type: ignore[arg-type]
-        return Completed(status, None, None, outcome)
-    if outcome is not None and outcome.vendor_code is not None:
-        raw = space.check_vendor_code(outcome.vendor_code, status)
-    else:
-        raw = space.encode(status)
-    dec.write(run, request, raw, outcome)  # type: ignore[arg-type]
-    return Completed(status, raw, space.name_of(raw), outcome)
+        if ex is None:
+            reason = _U32.unpack_from(run, self._reason_at)[0]
+            req = self._unclaimed(view, reason)
+            return CoCoExit(self.vendor, self.abi, f"exit {reason}", reason, req, view)
+        request = ex.decode(view)
+        return CoCoExit(self.vendor, self.abi, ex.name, ex.reason, request, view, ex.completion)

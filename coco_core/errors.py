@@ -1,19 +1,53 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The exception types of coco.
+"""Every exception coco raises on purpose, in one place.
 
-Every error coco raises on purpose derives from :class:`CoCoError`. Messages
-name the field, the value and what was expected, so a user can act on them
-without reading code; the ``coco`` command prints them as one line and exits
-non-zero.
+All derive from :class:`CoCoError`. Messages name the field, the value and
+what was expected, so a user can act on them without reading code; the
+``coco`` command prints them as one line and exits non-zero.
+
+The rooms raise them: the registry (:class:`RegistrationError`,
+:class:`ConfigurationError`), error spaces (:class:`CodeError`), exits
+(:class:`CompletionError`), the kernel model (:class:`KvmRunRejected`), the
+KVM backend (:class:`KvmUnavailable`, :class:`KvmRunError`,
+:class:`RunDeadlineExceeded`, :class:`GuestMemoryError`), the emulated TEE
+(:class:`GuestBuildError`, :class:`UnexpectedExit`), the reviewers' tooling
+(:class:`CParseError`, :class:`CompilerUnavailable`, :class:`OracleError`)
+and the conformance kit (:class:`GoldenError`).
 """
 
 from __future__ import annotations
 
-__all__ = ["CoCoError", "ConfigurationError", "DecodeError", "LayoutError", "RegistrationError"]
+import errno
+
+from coco_core.status import CoCoStatus
+
+__all__ = [
+    "CParseError",
+    "CoCoError",
+    "CodeError",
+    "CompilerUnavailable",
+    "CompletionError",
+    "ConfigurationError",
+    "DecodeError",
+    "GoldenError",
+    "GuestBuildError",
+    "GuestMemoryError",
+    "KvmRunError",
+    "KvmRunRejected",
+    "KvmUnavailable",
+    "LayoutError",
+    "OracleError",
+    "RegistrationError",
+    "RunDeadlineExceeded",
+    "UnexpectedExit",
+]
 
 
 class CoCoError(Exception):
     """Base class of every error coco raises on purpose."""
+
+
+# -- the model and the plugin contract ----------------------------------------------------
 
 
 class LayoutError(CoCoError):
@@ -30,3 +64,95 @@ class DecodeError(CoCoError):
 
 class ConfigurationError(CoCoError):
     """The embedder asked for something this host, kernel or ABI cannot do."""
+
+
+class CodeError(CoCoError):
+    """A raw code was used where its space cannot carry it.
+
+    :param space: the error-space id.
+    :param raw: the raw value, if there was one.
+    :param status: the neutral status it was meant to carry, if known.
+    """
+
+    def __init__(
+        self, space: str, raw: int | None, status: CoCoStatus | None, message: str
+    ) -> None:
+        super().__init__(message)
+        self.space = space
+        self.raw = raw
+        self.status = status
+
+
+class CompletionError(CoCoError):
+    """An exit was completed twice, or with RETRY after it was handed on."""
+
+
+class KvmRunRejected(CoCoError):
+    """``KVM_RUN`` would fail: the completion userspace wrote is one KVM rejects.
+
+    :param err: the errno ``KVM_RUN`` would fail with (EINVAL by default).
+    """
+
+    def __init__(self, message: str, err: int = errno.EINVAL) -> None:
+        super().__init__(message)
+        self.errno = err
+
+
+# -- the KVM backend and the emulated TEE -------------------------------------------------
+
+
+class KvmUnavailable(ConfigurationError):
+    """``/dev/kvm`` is missing, not accessible, or not usable on this host."""
+
+
+class KvmRunError(CoCoError):
+    """``KVM_RUN`` or a vCPU ioctl failed with an errno no loop can handle.
+
+    :param err: the errno.
+    """
+
+    def __init__(self, message: str, err: int) -> None:
+        super().__init__(message)
+        self.errno = err
+
+
+class RunDeadlineExceeded(CoCoError):
+    """A guest did not reach the expected exit within its time bound."""
+
+
+class GuestMemoryError(CoCoError):
+    """A guest-physical range is not wholly inside guest memory."""
+
+
+class GuestBuildError(ConfigurationError):
+    """A guest could not be assembled (missing tool, bad source, unknown name)."""
+
+
+class UnexpectedExit(CoCoError):
+    """The guest made an exit the doorbell router does not handle."""
+
+
+# -- the reviewers' tooling and the conformance kit ---------------------------------------
+
+
+class CParseError(DecodeError):
+    """C text coco cannot read; the message names the line and what was expected.
+
+    :param line: the 1-based line of the text, if known.
+    """
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+        self.line = line
+
+
+class CompilerUnavailable(CoCoError):
+    """No C compiler to ask; tests that need one skip."""
+
+
+class OracleError(CoCoError):
+    """The generated program did not compile or run (the message has gcc's output)."""
+
+
+class GoldenError(CoCoError):
+    """A golden file is malformed; the message names the file and the field."""

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from coco_core.errors import CoCoError, RegistrationError
+from coco_core.errors import CodeError, RegistrationError
 from coco_core.status import CoCoStatus
 
 __all__ = ["CodeError", "ErrorSpace", "Landing", "UnknownCode"]
@@ -57,17 +57,7 @@ class UnknownCode:
         return f"{self.space}: unknown code {self.raw:#x}"
 
 
-class CodeError(CoCoError):
-    """A raw code was used where its space cannot carry it."""
-
-    def __init__(self, space: str, raw: int | None, status: CoCoStatus | None, message: str):
-        super().__init__(message)
-        self.space = space
-        self.raw = raw
-        self.status = status
-
-
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, kw_only=True)
 class ErrorSpace:
     """One vendor error space with total, checked encode/decode tables.
 

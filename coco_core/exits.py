@@ -6,46 +6,32 @@ request, and a view of the raw ``kvm_run`` it came from. It is what
 :meth:`~coco_core.dispatch.Dispatcher.decode` returns for a VMM that wants to
 answer by hand, and what traces carry. Completing it is one-shot: a second
 completion, or a ``RETRY`` after the request was handed on, raises
-:class:`CompletionError` instead of writing something the guest would
-misread.
+:class:`~coco_core.errors.CompletionError` instead of writing something the
+guest would misread.
+
+Its identity (vendor, ABI, name, reason, request, view) is fixed; what happened
+to it is kept in two declared fields, :attr:`CoCoExit.completed` and
+:attr:`CoCoExit.handed_on`, which only :meth:`~CoCoExit.complete` and
+:meth:`~CoCoExit.hand_on` change. A traced exit is built with both already
+set.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import attrs
 
-from coco_core.errors import CoCoError
+from coco_core.completion import Completed, Completion, Result
+from coco_core.errors import CompletionError
 from coco_core.errorspace import UnknownCode
 from coco_core.requests import NeutralRequest
-from coco_core.status import CoCoStatus, Outcome
+from coco_core.status import CoCoStatus
 
-if TYPE_CHECKING:
-    from coco_core.abi import ExitDecoder
+__all__ = ["CoCoExit", "Completed"]
 
-__all__ = ["CoCoExit", "Completed", "CompletionError"]
-
-
-class CompletionError(CoCoError):
-    """An exit was completed twice, or with RETRY after it was handed on."""
+_fixed = attrs.setters.frozen
 
 
-@attrs.frozen
-class Completed:
-    """What a completion wrote: the status, the raw value and its name.
-
-    ``raw`` is None when the exit has no completion (termination) or was left
-    untouched for the VMM.
-    """
-
-    status: CoCoStatus | None
-    raw: int | None
-    raw_name: str | None
-    outcome: Outcome | None = None
-
-
-@attrs.frozen
+@attrs.define
 class CoCoExit:
     """One decoded CoCo exit.
 
@@ -55,38 +41,33 @@ class CoCoExit:
     :param exit_reason: ``kvm_run.exit_reason``.
     :param request: the neutral request.
     :param raw: a view of the ``kvm_run`` buffer the exit lives in.
+    :param completion: how the exit is completed (None: nobody decodes it).
+    :param completed: the completion, once written.
+    :param handed_on: True once the request was passed on (to firmware, a
+        QGS...) or completed with OK: RETRY is then illegal.
     """
 
-    vendor: str
-    abi: str
-    name: str
-    exit_reason: int
-    request: NeutralRequest
-    raw: memoryview = attrs.field(eq=False, repr=False)
-    _decoder: ExitDecoder | None = attrs.field(eq=False, repr=False, default=None)
-    _state: list[Completed | bool] = attrs.field(eq=False, repr=False, factory=list)
-
-    @property
-    def completed(self) -> Completed | None:
-        """The completion, once written."""
-        for s in self._state:
-            if isinstance(s, Completed):
-                return s
-        return None
-
-    @property
-    def handed_on(self) -> bool:
-        """True once :meth:`hand_on` was called or the exit was completed with OK."""
-        return True in self._state
+    vendor: str = attrs.field(on_setattr=_fixed)
+    abi: str = attrs.field(on_setattr=_fixed)
+    name: str = attrs.field(on_setattr=_fixed)
+    exit_reason: int = attrs.field(on_setattr=_fixed)
+    request: NeutralRequest = attrs.field(on_setattr=_fixed)
+    raw: memoryview = attrs.field(eq=False, repr=False, on_setattr=_fixed)
+    completion: Completion | None = attrs.field(
+        default=None, eq=False, repr=False, on_setattr=_fixed
+    )
+    completed: Completed | None = attrs.field(default=None, eq=False)
+    handed_on: bool = attrs.field(default=False, eq=False)
 
     def hand_on(self) -> None:
         """Mark the request as passed on (to firmware, a QGS...): RETRY is now illegal."""
-        self._state.append(True)
+        self.handed_on = True
 
-    def complete(self, result: CoCoStatus | Outcome) -> Completed:
+    def complete(self, result: Result) -> Completed:
         """Encode ``result`` in the exit's error space and write it into ``kvm_run``.
 
         :raises CompletionError: already completed, or RETRY after hand-on.
+        :raises CodeError: an explicit ``vendor_code`` the space does not allow.
         """
         status = result if isinstance(result, CoCoStatus) else result.status
         if self.completed is not None:
@@ -99,12 +80,13 @@ class CoCoExit:
                 f"{self.name}: RETRY after the request was handed on would make the guest "
                 "resend a request that was already consumed"
             )
-        from coco_core.dispatch import write_completion
-
-        done = write_completion(self._decoder, self.raw, self.request, result)
-        self._state.append(done)
+        if self.completion is None:
+            done = Completed(status, None, None, None if isinstance(result, CoCoStatus) else result)
+        else:
+            done = self.completion.write(self.raw, self.request, result)
+        self.completed = done
         if status is CoCoStatus.OK:
-            self._state.append(True)
+            self.handed_on = True
         return done
 
     def describe_raw(self) -> str:

@@ -14,8 +14,9 @@ Two shapes share one model:
   anonymous members, arrays. Any flat struct has one (``Cls.c_layout()``), and
   larger trees such as ``struct kvm_run`` are built from them with
   :func:`struct_of` and :func:`union_of`, which place members as a C compiler
-  for x86-64 does. A layout renders as C, as a Markdown table with its padding
-  holes, and as JSON, and flattens to ``{access path: (offset, size)}``.
+  for x86-64 does. A layout flattens to ``{access path: (offset, size)}`` and
+  renders as JSON; the reviewers' renderers (C, Markdown) are
+  :mod:`coco_core.review.render`.
 """
 
 from __future__ import annotations
@@ -189,41 +190,6 @@ class Layout:
         """``{path: (offset, size)}`` for :meth:`flatten`'s leaves."""
         return {p: (o, s) for p, o, s, _ in self.flatten(prefix)}
 
-    # -- rendering -------------------------------------------------------------
-
-    def render_c(self, indent: int = 0, trailer: str = "") -> str:
-        """C declaration text, with offset comments, as the header would read."""
-        pad = "\t" * indent
-        attr = " __attribute__((packed))" if self.packed else ""
-        lines = [f"{pad}{self.name} {{"]
-        for m in self.members:
-            arr = f"[{m.count}]" if m.count is not None else ""
-            name = m.name or ""
-            if isinstance(m.type, Layout) and m.type.anonymous:
-                lines.append(m.type.render_c(indent + 1, f" {name}{arr}".rstrip()))
-                continue
-            lines.append(f"{pad}\t{m.type.name} {name}{arr};\t/* {m.offset:#x} */")
-        lines.append(f"{pad}}}{attr}{trailer};")
-        return "\n".join(lines)
-
-    def render_markdown(self, base: int = 0, prefix: str = "") -> str:
-        """A Markdown table: field, offset, size, type, with padding holes."""
-        rows = ["| field | offset | size | type |", "| --- | --- | --- | --- |"]
-        entries: list[tuple[int, str]] = []
-        for path, off, size, ctype in self.flatten(prefix or self.name.split()[-1], base):
-            entries.append((off, f"| `{path}` | {off} ({off:#x}) | {size} | `{ctype}` |"))
-        for h in self._all_holes(base):
-            entries.append((h.offset, f"| *padding* | {h.offset} ({h.offset:#x}) | {h.size} | |"))
-        rows.extend(r for _, r in sorted(entries, key=lambda e: e[0]))
-        return "\n".join(rows)
-
-    def _all_holes(self, base: int = 0) -> Iterator[Hole]:
-        for h in self.holes():
-            yield Hole(base + h.offset, h.size)
-        for m in self.members:
-            if isinstance(m.type, Layout) and m.count is None:
-                yield from m.type._all_holes(base + m.offset)
-
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description (members nested as in C)."""
         members: list[dict[str, Any]] = []
@@ -320,6 +286,30 @@ class CStruct:
     def c_size(cls) -> int:
         """``sizeof`` the struct."""
         return cls._c_struct.size
+
+    @classmethod
+    def offset_of(cls, name: str) -> int:
+        """``offsetof`` member ``name`` (its declared, import-checked offset).
+
+        :raises KeyError: the struct has no member ``name``.
+        """
+        return cls._c_layout.member(name).offset
+
+    @classmethod
+    def size_of(cls, name: str) -> int:
+        """The size of member ``name`` in bytes (the whole array for an array)."""
+        return cls._c_layout.member(name).size
+
+    @classmethod
+    def format_of(cls, name: str) -> str:
+        """The :mod:`struct` format of scalar member ``name`` (``"<Q"``).
+
+        :raises LayoutError: the member is an array.
+        """
+        m = cls._c_layout.member(name)
+        if m.count is not None or not isinstance(m.type, CType):
+            raise LayoutError(f"{cls._c_layout.name}.{name} is not a scalar member")
+        return "<" + m.type.code
 
     @classmethod
     def from_buffer(cls, buf: bytes | bytearray | memoryview, offset: int = 0) -> Self:

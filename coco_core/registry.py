@@ -19,21 +19,26 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from coco_core._manager import LoadedPlugin, PluginFailure, PluginManager
 from coco_core.abi import Abi, AbiPart, ExitDecoder
 from coco_core.errors import ConfigurationError, RegistrationError
 from coco_core.errorspace import ErrorSpace
+from coco_core.kernels import DEFAULT_ABI
 
 if TYPE_CHECKING:
-    from coco_core._manager import LoadedPlugin, PluginFailure
     from coco_core.model.base import ModelPart
 
-__all__ = ["DEFAULT_ABI", "CommandSpec", "Registrar", "Registry", "ScenarioSpec", "VendorInfo"]
+__all__ = [
+    "DEFAULT_ABI",
+    "CommandSpec",
+    "PluginSummary",
+    "Registrar",
+    "Registry",
+    "ScenarioSpec",
+    "VendorInfo",
+]
 
 log = logging.getLogger("coco_core.registry")
-
-#: The ABI a dispatcher uses unless the embedder names another: the newest
-#: released kernel.
-DEFAULT_ABI = "linux-7.2"
 
 
 @attrs.frozen
@@ -79,6 +84,39 @@ class CommandSpec:
     plugin: str
 
 
+@attrs.frozen
+class PluginSummary:
+    """What one plugin registered, for ``coco plugins list``.
+
+    ``exit_numbers`` lists the plugin's own exit numbers; for the core plugin,
+    which declares every ``KVM_EXIT_*`` of each release, only the generic exits
+    it handles or shares (``KVM_EXIT_IO`` ... ``KVM_EXIT_MEMORY_FAULT``).
+    """
+
+    name: str
+    module: str
+    distribution: str | None
+    version: str | None
+    vendors: list[str]
+    abis: list[str]
+    exits: list[str]
+    exit_numbers: list[str]
+    error_spaces: list[str]
+
+
+#: The generic exits the core plugin lists as its own in :class:`PluginSummary`.
+_GENERIC_EXITS = frozenset(
+    {
+        "KVM_EXIT_IO",
+        "KVM_EXIT_HYPERCALL",
+        "KVM_EXIT_SYSTEM_EVENT",
+        "KVM_EXIT_X86_RDMSR",
+        "KVM_EXIT_X86_WRMSR",
+        "KVM_EXIT_MEMORY_FAULT",
+    }
+)
+
+
 class _Sink:
     """What registrars write into; becomes a :class:`Registry` when checked."""
 
@@ -98,9 +136,7 @@ class Registrar:
     :class:`~coco_core.errors.RegistrationError` naming the plugins involved.
     """
 
-    def __init__(self, plugin: str, sink: object) -> None:
-        if not isinstance(sink, _Sink):
-            raise TypeError("Registrar needs the registry's sink")
+    def __init__(self, plugin: str, sink: _Sink) -> None:
         self._plugin = plugin
         self._sink: _Sink | None = sink
 
@@ -203,31 +239,27 @@ class Registry:
         :param allow: the entry-point names the embedder trusts; None loads all
             (the ``coco`` command does this). Plugins that fail to import are
             listed in :attr:`failures`.
+        :raises ConfigurationError: ``allow`` names an entry point that is not
+            installed (the message lists the installed ones).
         """
-        from coco_core._manager import PluginManager
-
         pm = PluginManager()
-        pm.add_modules([_builtin_module()])
+        pm.add_builtins()
         pm.load_entry_points(allow)
         return cls._build(pm)
 
     @classmethod
     def from_plugins(cls, modules: Iterable[ModuleType]) -> Registry:
         """Register the given plugin modules, without discovery."""
-        from coco_core._manager import PluginManager
-
         pm = PluginManager()
-        pm.add_modules([_builtin_module(), *modules])
+        pm.add_builtins()
+        pm.add_modules(modules)
         return cls._build(pm)
 
     @classmethod
-    def _build(cls, pm: object) -> Registry:
-        from coco_core._manager import PluginManager
-
-        assert isinstance(pm, PluginManager)
+    def _build(cls, pm: PluginManager) -> Registry:
         pm.check_pending()
         sink = _Sink()
-        pm.register_vendor(Registrar, sink)
+        pm.register_vendor(lambda plugin: Registrar(plugin, sink))
         for p in pm.loaded:
             log.info("plugin %s: %s-%s", p.name, p.dist, p.version)
         return cls(sink, pm.loaded, pm.failures)
@@ -270,7 +302,9 @@ class Registry:
                                 f"{plugin!r} ({dec.name})"
                             )
                         claims[key] = (plugin, dec)
-            abis[name] = Abi(name, tuple(p for _, p in plist))
+            abi = Abi(name, tuple(p for _, p in plist))
+            _check_frame(abi, plist)
+            abis[name] = abi
         return dict(sorted(abis.items(), key=lambda kv: (kv[1].order, kv[0])))
 
     # -- queries ---------------------------------------------------------------------
@@ -312,12 +346,67 @@ class Registry:
                 table[dec.key] = dec
         return table
 
+    def plugin_summaries(self) -> list[PluginSummary]:
+        """What each loaded plugin registered, in load order."""
+        out: list[PluginSummary] = []
+        for p in self.plugins:
+            parts = [
+                (a.name, part)
+                for a in self.abis.values()
+                for part in a.parts
+                if self.part_owner.get(id(part)) == p.name
+            ]
+            numbers = {
+                f"{n}={num}"
+                for _, part in parts
+                for n, num in part.exits.items()
+                if part.vendor != "kvm" or n in _GENERIC_EXITS
+            }
+            out.append(
+                PluginSummary(
+                    name=p.name,
+                    module=p.module,
+                    distribution=p.dist,
+                    version=p.version,
+                    vendors=sorted(v.name for v in self.vendors.values() if v.plugin == p.name),
+                    abis=sorted({a for a, _ in parts}),
+                    exits=sorted({d.name for _, part in parts for d in part.decoders}),
+                    exit_numbers=sorted(numbers),
+                    error_spaces=sorted(k for k, o in self.space_owner.items() if o == p.name),
+                )
+            )
+        return out
+
     def abis_of(self, vendor: str) -> list[Abi]:
         """ABIs with a part from ``vendor``."""
         return [a for a in self.abis.values() if any(p.vendor == vendor for p in a.parts)]
 
 
-def _builtin_module() -> ModuleType:
-    import coco_core.generic.decoders
-
-    return coco_core.generic.decoders
+def _check_frame(abi: Abi, parts: list[tuple[str, AbiPart]]) -> None:
+    """One run structure per ABI, and every decoder writes inside its exit union."""
+    frames = {(plugin, p.frame) for plugin, p in parts if p.frame is not None}
+    if len({f for _, f in frames}) > 1:
+        who = ", ".join(sorted(f"{plugin!r} ({f.name})" for plugin, f in frames))
+        raise RegistrationError(f"ABI {abi.name!r}: parts declare different run structures: {who}")
+    frame = abi.frame
+    if frame is None:
+        who = ", ".join(sorted({plugin for plugin, _ in parts}))
+        raise RegistrationError(
+            f"ABI {abi.name!r} (plugin {who}): no part declares its run structure; set "
+            "frame=KVM_RUN_FRAME (coco_core.plugin) in one of its AbiParts"
+        )
+    end = frame.union_offset + frame.union_size
+    for plugin, part in parts:
+        for dec in part.decoders:
+            if dec.write is not None and dec.error_space is None:
+                raise RegistrationError(
+                    f"ABI {abi.name!r}: {dec.name} of plugin {plugin!r} has a write() but no "
+                    "error space to encode statuses with"
+                )
+            field = dec.status_field
+            if field is not None and not frame.union_offset <= field.offset <= end - field.size:
+                raise RegistrationError(
+                    f"ABI {abi.name!r}: {dec.name} of plugin {plugin!r}: status field "
+                    f"{field.field} at {field.offset}..{field.offset + field.size} is outside "
+                    f"the exit union ({frame.union_offset}..{end})"
+                )

@@ -26,7 +26,7 @@ from coco_core.abi import Abi, AbiPart
 from coco_core.errorspace import ErrorSpace
 from coco_core.generic.uapi import EXIT_UNION_OFFSET
 from coco_core.registry import Registry
-from coco_core.review.render import render_space, table
+from coco_core.review.render import render_c, render_markdown, render_space, table
 
 #: The plugins whose ABIs the committed reference documents.
 SHIPPED = frozenset({"snp", "tdx"})
@@ -58,10 +58,10 @@ def _members(parts: list[AbiPart], level: str) -> list[str]:
             out.append(f"{level} `kvm_run.{name}` ({where})")
             out.append("")
             out.append("```c")
-            out.append(lay.render_c().replace("\t", "        "))
+            out.append(render_c(lay).replace("\t", "        "))
             out.append("```")
             out.append("")
-            out.append(lay.render_markdown(base=EXIT_UNION_OFFSET, prefix=f"kvm_run.{name}"))
+            out.append(render_markdown(lay, base=EXIT_UNION_OFFSET, prefix=f"kvm_run.{name}"))
             out.append("")
     return out
 
@@ -91,7 +91,7 @@ def _decoders(parts: list[AbiPart]) -> str:
 
 def _duties(parts: list[AbiPart]) -> str:
     rows = [
-        [f"`{d.exit}`", f"`{d.field}`", d.kernel_action, d.rejects or "-"]
+        [f"`{d.exit_name}`", f"`{d.field}`", d.kernel_action, d.rejects or "-"]
         for p in parts
         for d in p.duties
     ]

@@ -14,11 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coco_core.abi import AbiPart, Discriminator, ExitDecoder
-from coco_core.dispatch import Dispatcher, write_completion
-from coco_core.errors import ConfigurationError
+from coco_core.completion import write_completion
+from coco_core.dispatch import Dispatcher
+from coco_core.errors import ConfigurationError, RegistrationError
 from coco_core.errorspace import CodeError
 from coco_core.exits import CoCoExit, CompletionError
-from coco_core.generic.uapi import KVM_RUN_SIZE, KvmExitReason
+from coco_core.generic.uapi import KVM_RUN_FRAME, KVM_RUN_SIZE, KvmExitReason
 from coco_core.registry import Registrar, Registry
 from coco_core.requests import (
     MemoryConversion,
@@ -264,20 +265,47 @@ def acme(make_plugin: Any) -> Registry:
         r.add_vendor("acme", "Acme TEE")
         space = example.EXAMPLE_STATUS
         dec = [
-            ExitDecoder("ACME/ONE", 45, 1, "acme", VendorSpecific, _vs("one"), _write_ret, space),
-            ExitDecoder("ACME/TWO", 45, 2, "acme", VendorSpecific, _vs("two"), _write_ret, space),
             ExitDecoder(
-                "ACME/?",
-                45,
-                None,
-                "acme",
-                VendorSpecific,
-                _vs("other"),
-                _write_ret,
-                space,
+                name="ACME/ONE",
+                reason=45,
+                discriminator=1,
+                vendor="acme",
+                request_type=VendorSpecific,
+                decode=_vs("one"),
+                write=_write_ret,
+                error_space=space,
+            ),
+            ExitDecoder(
+                name="ACME/TWO",
+                reason=45,
+                discriminator=2,
+                vendor="acme",
+                request_type=VendorSpecific,
+                decode=_vs("two"),
+                write=_write_ret,
+                error_space=space,
+            ),
+            ExitDecoder(
+                name="ACME/?",
+                reason=45,
+                discriminator=None,
+                vendor="acme",
+                request_type=VendorSpecific,
+                decode=_vs("other"),
+                write=_write_ret,
+                error_space=space,
                 fallback=True,
             ),
-            ExitDecoder("ACME_BROKEN", 46, None, "acme", QuoteRequest, _broken, _write_ret, space),
+            ExitDecoder(
+                name="ACME_BROKEN",
+                reason=46,
+                discriminator=None,
+                vendor="acme",
+                request_type=QuoteRequest,
+                decode=_broken,
+                write=_write_ret,
+                error_space=space,
+            ),
         ]
         r.add_abi(
             AbiPart(
@@ -287,7 +315,10 @@ def acme(make_plugin: Any) -> Registry:
                 released=False,
                 exits={"KVM_EXIT_ACME": 45, "KVM_EXIT_ACME_BROKEN": 46},
                 decoders=tuple(dec),
-                discriminators=(Discriminator(45, 40, "<Q", "kvm_run.acme.nr"),),
+                discriminators=(
+                    Discriminator(reason=45, offset=40, fmt="<Q", field="kvm_run.acme.nr"),
+                ),
+                frame=KVM_RUN_FRAME,
             )
         )
 
@@ -422,7 +453,15 @@ def _acme_abi(dec: ExitDecoder) -> Any:
     from coco_core.abi import Abi
 
     member = {"example_attest": example._union_member()}
-    part = AbiPart("acme-1", "acme", "test", False, union_members=member, decoders=(dec,))
+    part = AbiPart(
+        abi="acme-1",
+        vendor="acme",
+        source="test",
+        released=False,
+        union_members=member,
+        decoders=(dec,),
+        frame=KVM_RUN_FRAME,
+    )
     return Abi("acme-1", (part,))
 
 
@@ -432,7 +471,8 @@ def test_status_field_at_the_wrong_offset_is_found() -> None:
     from coco_core.testing.kit import status_field_problems
 
     wrong = attrs_evolve(
-        example.ATTEST, status_field=StatusField(0x28, "<I", "kvm_run.example_attest.ret")
+        example.ATTEST,
+        status_field=StatusField(offset=0x28, fmt="<I", field="kvm_run.example_attest.ret"),
     )
     (problem,) = status_field_problems(_acme_abi(wrong), wrong, bytes(kvm_run_image(44)))
     assert "declared at 40 size 4, layout says (44, 4)" in problem
@@ -454,14 +494,31 @@ def test_status_field_that_write_does_not_match_is_found() -> None:
     assert "0x0028: 00 != ff" in problems[0]
 
 
-def test_status_field_outside_the_union_is_refused() -> None:
+def test_status_field_outside_the_union_is_refused(make_plugin: Any) -> None:
     """A status field must lie inside the exit union and have a plain integer format."""
     from coco_core.abi import StatusField
 
-    with pytest.raises(ValueError, match="outside the exit union"):
-        StatusField(284, "<Q", "kvm_run.x.ret")
+    outside = attrs_evolve(
+        example.ATTEST, status_field=StatusField(offset=284, fmt="<Q", field="kvm_run.x.ret")
+    )
+
+    def register(r: Registrar) -> None:
+        r.add_vendor("acme", "Acme TEE")
+        r.add_abi(
+            AbiPart(
+                abi="acme-1",
+                vendor="acme",
+                source="test",
+                released=False,
+                decoders=(outside,),
+                frame=KVM_RUN_FRAME,
+            )
+        )
+
+    with pytest.raises(RegistrationError, match="outside the exit union"):
+        Registry.from_plugins([make_plugin("acme", register)])
     with pytest.raises(ValueError, match="is not one of"):
-        StatusField(48, "<q", "kvm_run.x.ret")
+        StatusField(offset=48, fmt="<q", field="kvm_run.x.ret")
 
 
 def test_handler_registered_after_dispatch_was_taken(d: Dispatcher) -> None:

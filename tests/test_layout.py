@@ -22,6 +22,7 @@ from coco_core.layout import (
     struct_of,
     union_of,
 )
+from coco_core.review.render import render_c
 
 
 @c_struct("struct demo", size=0x20, source="test")
@@ -129,7 +130,7 @@ def test_packed_struct_has_no_padding() -> None:
     lay = PackedDemo.c_layout()
     assert lay.packed
     assert lay.holes() == ()
-    assert "__attribute__((packed))" in lay.render_c()
+    assert "__attribute__((packed))" in render_c(lay)
 
 
 @given(
@@ -169,35 +170,6 @@ def test_struct_of_places_like_gcc() -> None:
     s = struct_of("struct s", [("a", U8), ("b", U32), ("c", U8)])
     assert [(m.name, m.offset) for m in s.members] == [("a", 0), ("b", 4), ("c", 8)]
     assert (s.size, s.align) == (12, 4)
-
-
-def test_render_c_reads_like_the_header() -> None:
-    """render_c writes the C declaration with an offset comment per member."""
-    text = Demo.c_layout().render_c()
-    assert text.splitlines() == [
-        "struct demo {",
-        "\t__u8 tag;\t/* 0x0 */",
-        "\t__u64 gpa;\t/* 0x8 */",
-        "\t__u16 ids[3];\t/* 0x10 */",
-        "\t__u8 blob[4];\t/* 0x16 */",
-        "};",
-    ]
-
-
-def test_render_c_nests_anonymous_members() -> None:
-    """An anonymous union inside a struct renders inline, as the header writes it."""
-    text = kvm_run_layout().render_c()
-    assert "\tunion {" in text
-    assert "__u64 kvm_valid_regs;\t/* 0x120 */" in text
-
-
-def test_render_markdown_shows_padding() -> None:
-    """render_markdown lists members and padding holes sorted by offset."""
-    rows = Demo.c_layout().render_markdown().splitlines()
-    assert rows[0] == "| field | offset | size | type |"
-    assert rows[2] == "| `demo.tag` | 0 (0x0) | 1 | `__u8` |"
-    assert rows[3] == "| *padding* | 1 (0x1) | 7 | |"
-    assert rows[-1] == "| *padding* | 26 (0x1a) | 6 | |"
 
 
 def test_to_json_is_nested_like_c() -> None:

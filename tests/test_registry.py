@@ -14,6 +14,7 @@ import pytest
 from coco_core.abi import AbiPart, ExitDecoder
 from coco_core.errors import ConfigurationError, RegistrationError
 from coco_core.errorspace import ErrorSpace, Landing
+from coco_core.generic.uapi import KVM_RUN_FRAME
 from coco_core.hookspecs import hookimpl
 from coco_core.registry import Registrar, Registry
 from coco_core.requests import NeutralRequest, QuoteRequest, VendorSpecific
@@ -38,11 +39,28 @@ def _decode(run: memoryview) -> NeutralRequest:
 
 
 def _part(vendor: str, exits: dict[str, int], *decoders: ExitDecoder) -> AbiPart:
-    return AbiPart("acme-1", vendor, "test", False, exits=exits, decoders=decoders)
+    return AbiPart(
+        abi="acme-1",
+        vendor=vendor,
+        source="test",
+        released=False,
+        exits=exits,
+        decoders=decoders,
+        frame=KVM_RUN_FRAME,
+    )
 
 
 def _dec(name: str, vendor: str, reason: int, disc: int | None = None) -> ExitDecoder:
-    return ExitDecoder(name, reason, disc, vendor, VendorSpecific, _decode, None, None)
+    return ExitDecoder(
+        name=name,
+        reason=reason,
+        discriminator=disc,
+        vendor=vendor,
+        request_type=VendorSpecific,
+        decode=_decode,
+        write=None,
+        error_space=None,
+    )
 
 
 def test_duplicate_exit_claim_from_two_plugins_names_both(make_plugin: Any) -> None:
@@ -148,7 +166,16 @@ def test_vendor_decoder_wins_over_generic(make_plugin: Any) -> None:
         "one",
         lambda r: (
             r.add_vendor("acme", "Acme"),
-            r.add_abi(AbiPart("linux-7.2", "acme", "test", True, decoders=(mine,))),
+            r.add_abi(
+                AbiPart(
+                    abi="linux-7.2",
+                    vendor="acme",
+                    source="test",
+                    released=True,
+                    decoders=(mine,),
+                    frame=KVM_RUN_FRAME,
+                )
+            ),
         ),
     )
     reg = Registry.from_plugins([plugin])
@@ -218,7 +245,7 @@ def test_allow_list_is_respected(caplog: pytest.LogCaptureFixture) -> None:
 def test_empty_allow_list_loads_only_builtins() -> None:
     """An empty allow-list loads no third-party plugin at all."""
     reg = Registry.from_entry_points(allow=set())
-    assert [p.module for p in reg.plugins] == ["coco_core.generic.decoders"]
+    assert [p.module for p in reg.plugins] == ["coco_core.generic.plugin"]
     assert reg.vendors == {}
 
 

@@ -16,9 +16,14 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import attrs
 
 from coco_core.errors import CoCoError
+
+if TYPE_CHECKING:
+    from coco_core.registry import Registry
 
 __all__ = ["CoCoArgumentParser", "main"]
 
@@ -72,7 +77,8 @@ def _load(target: str) -> Callable[[argparse.ArgumentParser], None]:
     return fn
 
 
-def _registry() -> object:
+def _registry() -> Registry:
+    """Every installed plugin (the ``coco`` command trusts what is installed)."""
     from coco_core.registry import Registry
 
     return Registry.from_entry_points()
@@ -80,10 +86,7 @@ def _registry() -> object:
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The full parser; only the command group named in ``argv`` is imported."""
-    from coco_core.registry import Registry
-
     reg = _registry()
-    assert isinstance(reg, Registry)
     parser = CoCoArgumentParser(
         prog="coco",
         description="coco: the vendor-neutral framework for the confidential-computing "
@@ -125,41 +128,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def _plugins_list(args: argparse.Namespace) -> int:
-    from coco_core.registry import Registry
 
     reg: Registry = args.registry
-    rows: list[dict[str, Any]] = []
-    for p in reg.plugins:
-        vendors = sorted(v.name for v in reg.vendors.values() if v.plugin == p.name)
-        parts = [
-            (a.name, part)
-            for a in reg.abis.values()
-            for part in a.parts
-            if _owner(reg, part) == p.name
-        ]
-        exits = sorted(
-            {
-                f"{n}={num}"
-                for _, part in parts
-                for n, num in part.exits.items()
-                if not (part.vendor == "kvm" and n not in _coco_generic())
-            }
-        )
-        rows.append(
-            {
-                "name": p.name,
-                "module": p.module,
-                "distribution": p.dist,
-                "version": p.version,
-                "vendors": vendors,
-                "abis": sorted({a for a, _ in parts}),
-                "exits": sorted({d.name for _, part in parts for d in part.decoders}),
-                "exit_numbers": exits,
-                "error_spaces": sorted(
-                    k for k, owner in reg.space_owner.items() if owner == p.name
-                ),
-            }
-        )
+    rows = [attrs.asdict(s) for s in reg.plugin_summaries()]
     failures = [{"name": f.name, "target": f.target, "error": f.error} for f in reg.failures]
     if args.format == "json":
         print(json.dumps({"plugins": rows, "failures": failures}, indent=2))
@@ -175,29 +146,8 @@ def _plugins_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _coco_generic() -> frozenset[str]:
-    return frozenset(
-        {
-            "KVM_EXIT_IO",
-            "KVM_EXIT_HYPERCALL",
-            "KVM_EXIT_SYSTEM_EVENT",
-            "KVM_EXIT_X86_RDMSR",
-            "KVM_EXIT_X86_WRMSR",
-            "KVM_EXIT_MEMORY_FAULT",
-        }
-    )
-
-
-def _owner(reg: object, part: object) -> str:
-    from coco_core.registry import Registry
-
-    assert isinstance(reg, Registry)
-    return reg.part_owner.get(id(part), "?")
-
-
 def _errors_table(args: argparse.Namespace) -> int:
     from coco_core.errorspace import ErrorSpace
-    from coco_core.registry import Registry
 
     reg: Registry = args.registry
     spaces: list[ErrorSpace] = [reg.space(args.space)] if args.space else list(reg.spaces.values())

@@ -43,35 +43,22 @@ import attrs
 
 from coco_core.emulated.ports import (
     CONSOLE_PORT,
-    DOORBELL_TDVMCALL_PORT,
-    DOORBELL_VMGEXIT_PORT,
-    PINGPONG_PORT,
     RESULT_PORT,
 )
-from coco_core.errors import CoCoError
-from coco_core.kvm import ioctls
+from coco_core.errors import UnexpectedExit
+from coco_core.generic.uapi import KVM_EXIT_IO_OUT, KvmExitReason
 from coco_core.kvm.runloop import Action, run_until
 from coco_core.kvm.structs import Regs
 from coco_core.kvm.vcpu import Vcpu
 
 __all__ = [
-    "CONSOLE_PORT",
-    "DOORBELL_TDVMCALL_PORT",
-    "DOORBELL_VMGEXIT_PORT",
-    "PINGPONG_PORT",
-    "RESULT_PORT",
     "DoorbellHandler",
     "DoorbellRouter",
     "GuestRun",
-    "UnexpectedExit",
 ]
 
 
 DoorbellHandler = Callable[[Vcpu, Regs], Regs]
-
-
-class UnexpectedExit(CoCoError):
-    """The guest made an exit the doorbell router does not handle."""
 
 
 @attrs.frozen
@@ -121,11 +108,11 @@ class DoorbellRouter:
         vid = vcpu.id
         self.exits[vid] = self.exits.get(vid, 0) + 1
         reason = vcpu.exit_reason
-        if reason != ioctls.KVM_EXIT_IO:
+        if reason != KvmExitReason.IO:
             self.unexpected[vid] = f"exit_reason {reason}"
             return Action.STOP
         io = vcpu.io()
-        if io.direction != ioctls.KVM_EXIT_IO_OUT:
+        if io.direction != KVM_EXIT_IO_OUT:
             self.unexpected[vid] = f"IN from port {io.port:#06x}"
             return Action.STOP
         if io.port == CONSOLE_PORT:

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from coco_core.errors import ConfigurationError
+from coco_core.errors import GuestBuildError
 
 if TYPE_CHECKING:
     from coco_core.kvm.system import Kvm
@@ -59,7 +59,6 @@ __all__ = [
     "GUEST_STACK_TOP",
     "PAGE_TABLES_GPA",
     "BootedGuest",
-    "GuestBuildError",
     "boot_guest",
     "build_guest",
     "guest_source",
@@ -87,10 +86,6 @@ SECTIONS
 """
 _LINK_RE = re.compile(r"^\s*#\s*coco-link:\s*(.+)$", re.MULTILINE)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
-
-
-class GuestBuildError(ConfigurationError):
-    """A guest could not be assembled (missing tool, bad source, unknown name)."""
 
 
 def guest_source(guest: str | Path, *, near: Path | None = None) -> Path:

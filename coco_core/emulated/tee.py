@@ -69,8 +69,7 @@ from coco_core.dispatch import Dispatcher, Result
 from coco_core.emulated.doorbell import DoorbellRouter
 from coco_core.emulated.ports import REPORT_PORT
 from coco_core.errors import ConfigurationError
-from coco_core.generic.uapi import EXIT_REASON
-from coco_core.kvm import ioctls
+from coco_core.generic.uapi import EXIT_REASON, KvmExitReason
 from coco_core.kvm.runloop import Action, RunDeadlineExceeded, run_until
 from coco_core.kvm.structs import Regs
 from coco_core.model.base import GuestCpu, GuestMemoryLike, KvmRunRejected, ModelPart
@@ -434,7 +433,7 @@ class EmulatedGuest:
         rejected = next((c for c in calls if c.rejected), None)
         final = next((c for c in calls if c.final and not c.rejected), None)
         unexpected = self.router.unexpected.get(vid)
-        if unexpected is None and vcpu.exit_reason not in (ioctls.KVM_EXIT_IO,):
+        if unexpected is None and vcpu.exit_reason != KvmExitReason.IO:
             unexpected = f"exit_reason {vcpu.exit_reason}"
         return EmulatedRun(
             self.router.results.get(vid),

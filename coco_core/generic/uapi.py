@@ -4,8 +4,14 @@
 Source: ``include/uapi/linux/kvm.h`` and ``arch/x86/include/uapi/asm/kvm_para.h``
 of Linux 7.2 (Debian ``linux-libc-dev`` 7.2.13); the numbers below that predate
 7.2 are unchanged since the release named in their comment. ``kvm_run`` is the
-``mmap`` of a vCPU fd; on x86-64 the exit union starts at offset 32 and is 256
-bytes long.
+``mmap`` of a vCPU fd.
+
+This is the only declaration of ``struct kvm_run`` in coco: :class:`KvmRun`,
+checked against the C ABI and ctypes at import. Every offset coco reads or
+writes is derived from it (:data:`EXIT_REASON`, :data:`EXIT_UNION_OFFSET`,
+:func:`run_offset` for a member of an exit struct), and so is
+:data:`KVM_RUN_FRAME`, which tells the dispatcher where the exit reason and the
+exit union are.
 
 Only vendor-neutral members live here. ``tdx`` and ``snp_req_certs`` belong to
 the TDX and SNP plugins, which register them with their ABIs.
@@ -14,8 +20,10 @@ the TDX and SNP plugins, which register them with their ABIs.
 from __future__ import annotations
 
 import enum
-import struct
+from collections.abc import Mapping
 
+from coco_core.abi import RunFrame
+from coco_core.errors import LayoutError
 from coco_core.layout import (
     U8,
     U16,
@@ -34,15 +42,22 @@ __all__ = [
     "EXIT_REASON",
     "EXIT_UNION_OFFSET",
     "EXIT_UNION_SIZE",
+    "GENERIC_MEMBERS",
     "IMMEDIATE_EXIT",
+    "KVM_EXIT_HYPERCALL_LONG_MODE",
+    "KVM_EXIT_IO_IN",
+    "KVM_EXIT_IO_OUT",
+    "KVM_MEMORY_ATTRIBUTE_PRIVATE",
+    "KVM_RUN_FRAME",
     "KVM_RUN_SIZE",
+    "PAGE_SIZE",
     "HypercallNr",
     "KvmExitReason",
     "KvmHypercallExit",
     "KvmIoExit",
     "KvmMemoryFaultExit",
     "KvmMsrExit",
-    "KvmRunHeader",
+    "KvmRun",
     "KvmSystemEventExit",
     "MapGpaRangeAttr",
     "MemoryExitFlag",
@@ -50,19 +65,10 @@ __all__ = [
     "SystemEventType",
     "generic_union_members",
     "kvm_run_layout",
+    "run_offset",
 ]
 
 HEADER = "include/uapi/linux/kvm.h, Linux 7.2"
-
-#: offset of ``exit_reason`` (``__u32``) in ``struct kvm_run``
-EXIT_REASON = 8
-#: offset of ``immediate_exit`` (``__u8``)
-IMMEDIATE_EXIT = 1
-#: offset and size of the anonymous exit union (x86-64; s390 shifts it)
-EXIT_UNION_OFFSET = 32
-EXIT_UNION_SIZE = 256
-#: ``sizeof(struct kvm_run)`` with ``s`` padded to SYNC_REGS_SIZE_BYTES (2048)
-KVM_RUN_SIZE = 2352
 
 
 class KvmExitReason(enum.IntEnum):
@@ -130,6 +136,18 @@ class MapGpaRangeAttr(enum.IntFlag):
     DECRYPTED = 0  # KVM_MAP_GPA_RANGE_DECRYPTED = KVM_MAP_GPA_RANGE_ENC_STAT(0)
 
 
+#: The x86 base page (SDM vol. 3A, 4.5): the unit of ``KVM_HC_MAP_GPA_RANGE``'s
+#: page count and of KVM memory slots.
+PAGE_SIZE = 4096
+
+#: ``kvm_run.io.direction`` (include/uapi/linux/kvm.h)
+KVM_EXIT_IO_IN = 0  # KVM_EXIT_IO_IN
+KVM_EXIT_IO_OUT = 1  # KVM_EXIT_IO_OUT
+
+#: ``KVM_MEMORY_ATTRIBUTE_PRIVATE`` (include/uapi/linux/kvm.h, Linux 6.8+), the
+#: attribute ``KVM_SET_MEMORY_ATTRIBUTES`` sets for a private range
+KVM_MEMORY_ATTRIBUTE_PRIVATE = 1 << 3
+
 #: ``KVM_EXIT_HYPERCALL_LONG_MODE`` = ``_BITULL(0)`` (arch/x86/include/uapi/asm/kvm.h)
 KVM_EXIT_HYPERCALL_LONG_MODE = 1 << 0
 
@@ -160,27 +178,43 @@ class MsrExitReason(enum.IntFlag):
     FILTER = 1 << 2  # KVM_MSR_EXIT_REASON_FILTER
 
 
-@c_struct("struct kvm_run", size=0x20, source=HEADER)
-class KvmRunHeader(CStruct):
+@c_struct("struct kvm_run", size=0x930, source=HEADER)
+class KvmRun(CStruct):
     """
     struct kvm_run {
             /* in */
             __u8 request_interrupt_window;
             __u8 immediate_exit;
             __u8 padding1[6];
+
             /* out */
             __u32 exit_reason;
             __u8 ready_for_interrupt_injection;
             __u8 if_flag;
             __u16 flags;
+
             /* in (pre_kvm_run), out (post_kvm_run) */
             __u64 cr8;
             __u64 apic_base;
-            union { ... };          /* at 32, 256 bytes */
-            __u64 kvm_valid_regs;   /* at 288 */
-            __u64 kvm_dirty_regs;   /* at 296 */
-            union { ... } s;        /* at 304, 2048 bytes */
+
+            union {
+                    /* KVM_EXIT_IO, KVM_EXIT_HYPERCALL, ... one struct per exit */
+                    /* Fix the size of the union. */
+                    char padding[256];
+            };
+
+            __u64 kvm_valid_regs;
+            __u64 kvm_dirty_regs;
+            union {
+                    struct kvm_sync_regs regs;
+                    char padding[SYNC_REGS_SIZE_BYTES];     /* 2048 */
+            } s;
     };
+
+    The exit union is mirrored by its ``char padding[256]`` member (the
+    per-exit structs are declared below and laid into it by
+    :func:`kvm_run_layout`), ``s`` by its ``padding``. x86-64 has no
+    ``psw_mask``/``psw_addr`` before the union (those are s390's).
     """
 
     request_interrupt_window: int = c_field(U8, offset=0x00)
@@ -192,6 +226,21 @@ class KvmRunHeader(CStruct):
     flags: int = c_field(U16, offset=0x0E)
     cr8: int = c_field(U64, offset=0x10)
     apic_base: int = c_field(U64, offset=0x18)
+    padding: bytes = c_field(U8, offset=0x20, count=256)
+    kvm_valid_regs: int = c_field(U64, offset=0x120)
+    kvm_dirty_regs: int = c_field(U64, offset=0x128)
+    s: bytes = c_field(U8, offset=0x130, count=2048)
+
+
+#: offset of ``exit_reason`` (``__u32``) in ``struct kvm_run``
+EXIT_REASON = KvmRun.offset_of("exit_reason")
+#: offset of ``immediate_exit`` (``__u8``)
+IMMEDIATE_EXIT = KvmRun.offset_of("immediate_exit")
+#: offset and size of the anonymous exit union
+EXIT_UNION_OFFSET = KvmRun.offset_of("padding")
+EXIT_UNION_SIZE = KvmRun.size_of("padding")
+#: ``sizeof(struct kvm_run)``
+KVM_RUN_SIZE = KvmRun.c_size()
 
 
 @c_struct("struct kvm_run_io", size=0x10, source=HEADER)
@@ -325,33 +374,71 @@ def generic_union_members() -> dict[str, Layout]:
     }
 
 
+#: The names of :func:`generic_union_members`: a plugin may not reuse them.
+GENERIC_MEMBERS = frozenset(generic_union_members())
+
+
 def kvm_run_layout(
-    extra_members: dict[str, Layout] | None = None, *, source: str = HEADER
+    extra_members: Mapping[str, Layout] | None = None, *, source: str = HEADER
 ) -> Layout:
     """``struct kvm_run`` with the generic exits plus ``extra_members`` in its union.
 
     An ABI adds its own members (``tdx``, ``snp_req_certs``, a proposal's
     ``coco``); the union stays 256 bytes, as ``char padding[256]`` forces.
+    Built from :class:`KvmRun`'s members, with its ``padding`` and ``s``
+    replaced by the unions they stand for.
     """
+    union_members: list[MemberSpec] = [(n, lay) for n, lay in generic_union_members().items()]
+    union_members.extend((n, lay) for n, lay in (extra_members or {}).items())
+    union_members.append(("padding", U8, EXIT_UNION_SIZE))
+    sync = union_of("union", [("padding", U8, KvmRun.size_of("s"))])
     members: list[MemberSpec] = []
-    members.extend((n, lay) for n, lay in generic_union_members().items())
-    members.extend((n, lay) for n, lay in (extra_members or {}).items())
-    members.append(("padding", U8, EXIT_UNION_SIZE))
-    exit_union = union_of("union", members)
-    sync = union_of("union", [("padding", U8, 2048)])
-    hdr = KvmRunHeader.c_layout().members
-    return struct_of(
-        "struct kvm_run",
-        [
-            *[(m.name, m.type, m.count) if m.count else (m.name, m.type) for m in hdr],
-            (None, exit_union),
-            ("kvm_valid_regs", U64),
-            ("kvm_dirty_regs", U64),
-            ("s", sync),
-        ],
-        source=source,
-    )
+    for m in KvmRun.c_layout().members:
+        if m.name == "padding":
+            members.append((None, union_of("union", union_members)))
+        elif m.name == "s":
+            members.append(("s", sync))
+        else:
+            members.append((m.name, m.type, m.count) if m.count else (m.name, m.type))
+    return struct_of("struct kvm_run", members, source=source)
 
 
-#: ``exit_reason`` reader used by every dispatcher: one precompiled struct
-EXIT_REASON_STRUCT = struct.Struct("<I")
+def run_offset(struct_cls: type[CStruct], member: str) -> int:
+    """The ``kvm_run`` offset of ``member`` of an exit struct that sits in the exit union."""
+    return EXIT_UNION_OFFSET + struct_cls.offset_of(member)
+
+
+def _check_frame() -> None:
+    """The tree built by :func:`kvm_run_layout` agrees with the flat :class:`KvmRun`."""
+    tree = kvm_run_layout()
+    for m in KvmRun.c_layout().members:
+        if m.name is None or m.name == "padding":  # the exit union is anonymous in the tree
+            continue
+        got, want = tree.member(m.name).offset, m.offset
+        if got != want:
+            raise LayoutError(
+                f"struct kvm_run.{m.name}: the tree puts it at {got:#x}, KvmRun at {want:#x}"
+            )
+    union = next(m for m in tree.members if m.name is None)
+    if (union.offset, union.size) != (EXIT_UNION_OFFSET, EXIT_UNION_SIZE):
+        raise LayoutError(
+            f"struct kvm_run: the exit union is at {union.offset:#x} size {union.size:#x} in the "
+            f"tree, at {EXIT_UNION_OFFSET:#x} size {EXIT_UNION_SIZE:#x} in KvmRun"
+        )
+    if tree.size != KVM_RUN_SIZE:
+        raise LayoutError(f"struct kvm_run: tree size {tree.size:#x}, KvmRun {KVM_RUN_SIZE:#x}")
+
+
+_check_frame()
+
+#: Where every x86 ABI keeps the exit reason and the exit union (see :class:`RunFrame`).
+KVM_RUN_FRAME = RunFrame(
+    name="struct kvm_run",
+    size=KVM_RUN_SIZE,
+    exit_reason=EXIT_REASON,
+    immediate_exit=IMMEDIATE_EXIT,
+    union_offset=EXIT_UNION_OFFSET,
+    union_size=EXIT_UNION_SIZE,
+    generic_members=GENERIC_MEMBERS,
+    build=kvm_run_layout,
+)

@@ -15,6 +15,8 @@ Names are the C macro names, so ``git grep KVM_RUN`` finds the Python line.
 
 from __future__ import annotations
 
+from coco_core.generic.uapi import KVM_RUN_SIZE
+
 __all__ = [
     "GUEST_MEMFD_FLAG_INIT_SHARED",
     "GUEST_MEMFD_FLAG_MMAP",
@@ -39,23 +41,6 @@ __all__ = [
     "KVM_CREATE_VCPU",
     "KVM_CREATE_VM",
     "KVM_ENABLE_CAP",
-    "KVM_EXIT_FAIL_ENTRY",
-    "KVM_EXIT_HLT",
-    "KVM_EXIT_HYPERCALL",
-    "KVM_EXIT_INTERNAL_ERROR",
-    "KVM_EXIT_INTR",
-    "KVM_EXIT_IO",
-    "KVM_EXIT_IO_IN",
-    "KVM_EXIT_IO_OUT",
-    "KVM_EXIT_MEMORY_FAULT",
-    "KVM_EXIT_MMIO",
-    "KVM_EXIT_SHUTDOWN",
-    "KVM_EXIT_SNP_REQ_CERTS",
-    "KVM_EXIT_SYSTEM_EVENT",
-    "KVM_EXIT_TDX",
-    "KVM_EXIT_UNKNOWN",
-    "KVM_EXIT_X86_RDMSR",
-    "KVM_EXIT_X86_WRMSR",
     "KVM_GET_API_VERSION",
     "KVM_GET_DEVICE_ATTR",
     "KVM_GET_MSRS",
@@ -64,16 +49,10 @@ __all__ = [
     "KVM_GET_SUPPORTED_CPUID",
     "KVM_GET_VCPU_MMAP_SIZE",
     "KVM_HAS_DEVICE_ATTR",
-    "KVM_HC_MAP_GPA_RANGE",
-    "KVM_MEMORY_ATTRIBUTE_PRIVATE",
     "KVM_MEMORY_ENCRYPT_OP",
     "KVM_MEM_GUEST_MEMFD",
     "KVM_MEM_LOG_DIRTY_PAGES",
     "KVM_MEM_READONLY",
-    "KVM_MSR_EXIT_REASON_FILTER",
-    "KVM_MSR_EXIT_REASON_INVAL",
-    "KVM_MSR_EXIT_REASON_UNKNOWN",
-    "KVM_MSR_EXIT_REASON_VALID_MASK",
     "KVM_NR_INTERRUPTS",
     "KVM_RUN",
     "KVM_SET_CPUID2",
@@ -176,7 +155,7 @@ SIZEOF_KVM_DEVICE_ATTR = 24  # kvm.h struct kvm_device_attr
 SIZEOF_KVM_MEMORY_ATTRIBUTES = 32  # kvm.h struct kvm_memory_attributes
 SIZEOF_KVM_CREATE_GUEST_MEMFD = 64  # kvm.h struct kvm_create_guest_memfd
 SIZEOF_KVM_MSI = 32  # kvm.h struct kvm_msi
-SIZEOF_KVM_RUN = 2352  # kvm.h struct kvm_run (x86_64)
+SIZEOF_KVM_RUN = KVM_RUN_SIZE  # kvm.h struct kvm_run, declared once in coco_core.generic.uapi
 _SIZEOF_UNSIGNED_LONG = 8  # LP64
 
 KVM_NR_INTERRUPTS = 256  # asm/kvm.h
@@ -232,43 +211,14 @@ KVM_CAP_GUEST_MEMFD = 234  # kvm.h
 KVM_CAP_VM_TYPES = 235  # kvm.h
 KVM_CAP_GUEST_MEMFD_FLAGS = 244  # kvm.h
 
-# --- exit reasons (kvm.h, Linux 7.2) ----------------------------------------------
-KVM_EXIT_UNKNOWN = 0  # kvm.h
-KVM_EXIT_IO = 2  # kvm.h
-KVM_EXIT_HYPERCALL = 3  # kvm.h
-KVM_EXIT_HLT = 5  # kvm.h
-KVM_EXIT_MMIO = 6  # kvm.h
-KVM_EXIT_SHUTDOWN = 8  # kvm.h
-KVM_EXIT_FAIL_ENTRY = 9  # kvm.h
-KVM_EXIT_INTR = 10  # kvm.h
-KVM_EXIT_INTERNAL_ERROR = 17  # kvm.h
-KVM_EXIT_SYSTEM_EVENT = 24  # kvm.h
-KVM_EXIT_X86_RDMSR = 29  # kvm.h
-KVM_EXIT_X86_WRMSR = 30  # kvm.h
-KVM_EXIT_MEMORY_FAULT = 39  # kvm.h
-KVM_EXIT_TDX = 40  # kvm.h
-KVM_EXIT_SNP_REQ_CERTS = 43  # kvm.h
-
-KVM_EXIT_IO_IN = 0  # kvm.h
-KVM_EXIT_IO_OUT = 1  # kvm.h
-
-# --- flags --------------------------------------------------------------------------
-KVM_MSR_EXIT_REASON_INVAL = 1 << 0  # kvm.h
-KVM_MSR_EXIT_REASON_UNKNOWN = 1 << 1  # kvm.h
-KVM_MSR_EXIT_REASON_FILTER = 1 << 2  # kvm.h
-KVM_MSR_EXIT_REASON_VALID_MASK = (  # kvm.h
-    KVM_MSR_EXIT_REASON_INVAL | KVM_MSR_EXIT_REASON_UNKNOWN | KVM_MSR_EXIT_REASON_FILTER
-)
-
+# --- flags (exit reasons, KVM_EXIT_IO_*, KVM_MSR_EXIT_REASON_* and KVM_HC_* are the
+# generic plugin's: coco_core.generic.uapi) ----------------------------------------
 KVM_MEM_LOG_DIRTY_PAGES = 1 << 0  # kvm.h
 KVM_MEM_READONLY = 1 << 1  # kvm.h
 KVM_MEM_GUEST_MEMFD = 1 << 2  # kvm.h
 
-KVM_MEMORY_ATTRIBUTE_PRIVATE = 1 << 3  # kvm.h
 GUEST_MEMFD_FLAG_MMAP = 1 << 0  # kvm.h
 GUEST_MEMFD_FLAG_INIT_SHARED = 1 << 1  # kvm.h
-
-KVM_HC_MAP_GPA_RANGE = 12  # include/uapi/linux/kvm_para.h
 
 # VM types, argument of KVM_CREATE_VM on x86 (asm/kvm.h)
 KVM_X86_DEFAULT_VM = 0  # asm/kvm.h

@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from coco_core.errors import CoCoError, ConfigurationError
-from coco_core.kvm import ioctls
+from coco_core.errors import ConfigurationError, RunDeadlineExceeded
+from coco_core.generic.uapi import KvmExitReason
 from coco_core.kvm.vcpu import KvmRunError, RunOutcome, Vcpu
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "StopReason",
     "VcpuRunResult",
     "Watchdog",
+    "holds_exit",
     "install_kick_handler",
     "run_until",
 ]
@@ -63,10 +64,6 @@ def install_kick_handler() -> None:
             "call coco_core.kvm.runloop.install_kick_handler() from the main thread first"
         )
     signal.signal(KICK_SIGNAL, _noop_handler)
-
-
-class RunDeadlineExceeded(CoCoError):
-    """A guest did not reach the expected exit within its time bound."""
 
 
 class Action(enum.Enum):
@@ -129,6 +126,27 @@ def kick(vcpu: Vcpu, thread_ident: int) -> None:
         signal.pthread_kill(thread_ident, KICK_SIGNAL)
 
 
+_FAULTS = (RunOutcome.FAULT, RunOutcome.HWPOISON)
+_MEMORY_FAULT = int(KvmExitReason.MEMORY_FAULT)
+
+
+def holds_exit(vcpu: Vcpu, outcome: RunOutcome) -> bool:
+    """True if ``kvm_run`` holds an exit to handle after ``KVM_RUN`` returned ``outcome``.
+
+    That is a return of 0, or ``EFAULT``/``EHWPOISON`` with ``exit_reason`` =
+    ``KVM_EXIT_MEMORY_FAULT`` (Documentation/virt/kvm/api.rst, "KVM_EXIT_MEMORY_FAULT":
+    the exit arrives with ``KVM_RUN`` returning -1). Any other ``EFAULT`` is an error.
+    """
+    return outcome is RunOutcome.EXIT or (outcome in _FAULTS and vcpu.exit_reason == _MEMORY_FAULT)
+
+
+def _failed(vcpu: Vcpu, outcome: RunOutcome) -> KvmRunError:
+    return KvmRunError(
+        f"KVM_RUN on vCPU {vcpu.id} failed with {outcome.name} (exit_reason {vcpu.exit_reason})",
+        outcome.value,
+    )
+
+
 def run_until(vcpu: Vcpu, predicate: Callable[[Vcpu], bool], deadline: float = 5.0) -> int:
     """Run ``vcpu`` in this thread until ``predicate(vcpu)`` holds after an exit.
 
@@ -141,10 +159,7 @@ def run_until(vcpu: Vcpu, predicate: Callable[[Vcpu], bool], deadline: float = 5
     try:
         while True:
             outcome = vcpu.run()
-            if outcome is RunOutcome.EXIT or (
-                outcome in (RunOutcome.FAULT, RunOutcome.HWPOISON)
-                and vcpu.exit_reason == ioctls.KVM_EXIT_MEMORY_FAULT
-            ):
+            if holds_exit(vcpu, outcome):
                 last = vcpu.exit_reason
                 if predicate(vcpu):
                     return last
@@ -157,11 +172,7 @@ def run_until(vcpu: Vcpu, predicate: Callable[[Vcpu], bool], deadline: float = 5
                     )
                 vcpu.immediate_exit = 0
                 continue
-            raise KvmRunError(
-                f"KVM_RUN on vCPU {vcpu.id} failed with {outcome.name} "
-                f"(exit_reason {vcpu.exit_reason})",
-                outcome.value,
-            )
+            raise _failed(vcpu, outcome)
     finally:
         wd.cancel()
         vcpu.immediate_exit = 0
@@ -266,10 +277,8 @@ class RunLoop:
         try:
             while True:
                 outcome = run()
-                if outcome is exit_ok or (
-                    outcome in (RunOutcome.FAULT, RunOutcome.HWPOISON)
-                    and vcpu.exit_reason == ioctls.KVM_EXIT_MEMORY_FAULT
-                ):
+                # holds_exit() covers EXIT too; testing it first keeps the common case call-free
+                if outcome is exit_ok or holds_exit(vcpu, outcome):
                     exits += 1
                     if on_exit(vcpu) is not cont:
                         reason = StopReason.CALLBACK
@@ -287,11 +296,7 @@ class RunLoop:
                         break
                     vcpu.immediate_exit = 0  # a stray signal: carry on
                     continue
-                error = KvmRunError(
-                    f"KVM_RUN on vCPU {vcpu.id} failed with {outcome.name} "
-                    f"(exit_reason {vcpu.exit_reason})",
-                    outcome.value,
-                )
+                error = _failed(vcpu, outcome)
                 break
         except BaseException as exc:  # recorded, re-raised by nobody: the caller reads results
             error = exc

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The KVM ioctl argument structs and the ``kvm_run`` header, as precompiled formats.
+"""The KVM ioctl argument structs, as precompiled formats.
 
 Layouts are x86_64 (LP64, natural alignment) from the Linux 7.2 uapi headers
 (Debian ``linux-libc-dev`` 7.2.13-1): ``include/uapi/linux/kvm.h`` (``kvm.h``)
@@ -7,7 +7,8 @@ and ``arch/x86/include/uapi/asm/kvm.h`` (``asm/kvm.h``). Each format is one
 ``struct.Struct`` built at import; values are small ``attrs`` frozen classes
 with ``unpack``/``pack`` and ``replace`` (``attrs.evolve``). Nothing here
 builds a ctypes object per call. ``tests/kvm/test_ioctls.py`` checks every
-size (and the ``kvm_run`` offsets) against gcc.
+size against gcc. ``struct kvm_run`` is not here: it is declared once, in
+:mod:`coco_core.generic.uapi`.
 """
 
 from __future__ import annotations
@@ -30,13 +31,6 @@ __all__ = [
     "MSRS_HEADER",
     "MSR_ENTRY",
     "REGS",
-    "RUN_EXIT_REASON",
-    "RUN_EXIT_REASON_OFFSET",
-    "RUN_EXIT_UNION_OFFSET",
-    "RUN_IMMEDIATE_EXIT_OFFSET",
-    "RUN_IO",
-    "RUN_MEMORY_FAULT",
-    "RUN_MSR",
     "SEGMENT",
     "SREGS",
     "USERSPACE_MEMORY_REGION",
@@ -45,11 +39,8 @@ __all__ = [
     "DTable",
     "DeviceAttr",
     "EnableCap",
-    "IoExit",
     "MemoryAttributes",
-    "MemoryFaultExit",
     "MsrEntry",
-    "MsrExit",
     "Regs",
     "Segment",
     "Sregs",
@@ -95,18 +86,6 @@ DEVICE_ATTR = struct.Struct("<IIQQ")
 MSRS_HEADER = struct.Struct("<II")
 # asm/kvm.h struct kvm_msr_entry: __u32 index, reserved; __u64 data
 MSR_ENTRY = struct.Struct("<IIQ")
-
-# kvm.h struct kvm_run (see docs: kernel-abi.md section 1.1)
-RUN_IMMEDIATE_EXIT_OFFSET = 1  # __u8 immediate_exit
-RUN_EXIT_REASON_OFFSET = 8  # __u32 exit_reason
-RUN_EXIT_UNION_OFFSET = 32  # start of the per-exit union (256 bytes on x86)
-RUN_EXIT_REASON = struct.Struct("<I")
-# kvm.h kvm_run.io: __u8 direction, size; __u16 port; __u32 count; __u64 data_offset
-RUN_IO = struct.Struct("<BBHIQ")
-# kvm.h kvm_run.msr: __u8 error, pad[7]; __u32 reason, index; __u64 data
-RUN_MSR = struct.Struct("<B7xIIQ")
-# kvm.h kvm_run.memory_fault: __u64 flags, gpa, size
-RUN_MEMORY_FAULT = struct.Struct("<QQQ")
 
 _Buffer = bytes | bytearray | memoryview
 
@@ -378,48 +357,3 @@ def unpack_msrs(buf: _Buffer, count: int | None = None) -> tuple[MsrEntry, ...]:
         index, _reserved, data = MSR_ENTRY.unpack_from(buf, MSRS_HEADER.size + i * MSR_ENTRY.size)
         out.append(MsrEntry(index, data))
     return tuple(out)
-
-
-@attrs.frozen
-class IoExit:
-    """``kvm_run.io`` (kvm.h) for ``KVM_EXIT_IO``: port I/O the guest did."""
-
-    direction: int  # KVM_EXIT_IO_IN 0 / KVM_EXIT_IO_OUT 1
-    size: int
-    port: int
-    count: int
-    data_offset: int
-
-    @classmethod
-    def from_run(cls, run: _Buffer) -> IoExit:
-        """Decode from a ``kvm_run`` image."""
-        return cls(*RUN_IO.unpack_from(run, RUN_EXIT_UNION_OFFSET))
-
-
-@attrs.frozen
-class MsrExit:
-    """``kvm_run.msr`` (kvm.h) for ``KVM_EXIT_X86_RDMSR``/``WRMSR``."""
-
-    error: int
-    reason: int
-    index: int
-    data: int
-
-    @classmethod
-    def from_run(cls, run: _Buffer) -> MsrExit:
-        """Decode from a ``kvm_run`` image."""
-        return cls(*RUN_MSR.unpack_from(run, RUN_EXIT_UNION_OFFSET))
-
-
-@attrs.frozen
-class MemoryFaultExit:
-    """``kvm_run.memory_fault`` (kvm.h) for ``KVM_EXIT_MEMORY_FAULT``."""
-
-    flags: int
-    gpa: int
-    size: int
-
-    @classmethod
-    def from_run(cls, run: _Buffer) -> MemoryFaultExit:
-        """Decode from a ``kvm_run`` image."""
-        return cls(*RUN_MEMORY_FAULT.unpack_from(run, RUN_EXIT_UNION_OFFSET))

@@ -5,9 +5,8 @@
 errno when the device is missing, not accessible, or speaks an API version
 other than ``KVM_API_VERSION`` (12, ``include/uapi/linux/kvm.h``, Linux 7.2).
 :meth:`Kvm.probe` collects the capabilities coco cares about into a frozen
-:class:`HostCapabilities`; :meth:`Kvm.usable` proves the device can run a guest
-by running a four-instruction real-mode guest to a known port I/O exit under a
-time bound (a software KVM may advertise what it cannot run).
+:class:`HostCapabilities`; whether the device can really run a guest is
+:func:`coco_core.kvm.probe.usable`'s question.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from coco_core.errors import CoCoError, ConfigurationError
+from coco_core.errors import ConfigurationError, KvmUnavailable
 from coco_core.kvm import ioctls
 from coco_core.kvm.structs import DeviceAttr, pack_cpuid2, unpack_cpuid2
 
@@ -33,20 +32,6 @@ __all__ = ["HostCapabilities", "Kvm", "KvmUnavailable"]
 DEFAULT_PATH = "/dev/kvm"
 _CPUID_START_ENTRIES = 128  # grown on E2BIG (api.rst, KVM_GET_SUPPORTED_CPUID)
 _CPUID_MAX_ENTRIES = 4096
-
-# The usable() probe guest, 16-bit real mode at GPA 0x1000:
-#   b0 5a        mov  $0x5a, %al
-#   ba cd 0c     mov  $0x0ccd, %dx
-#   ee           out  %al, (%dx)
-#   f4           hlt
-_PROBE_CODE = bytes.fromhex("b05abacd0ceef4")
-_PROBE_GPA = 0x1000
-_PROBE_PORT = 0x0CCD
-_PROBE_VALUE = 0x5A
-
-
-class KvmUnavailable(ConfigurationError):
-    """``/dev/kvm`` is missing, not accessible, or not usable on this host."""
 
 
 def _errno_text(err: int) -> str:
@@ -207,41 +192,6 @@ class Kvm:
             memory_fault_info=bool(self.check_extension(ioctls.KVM_CAP_MEMORY_FAULT_INFO)),
             immediate_exit=bool(self.check_extension(ioctls.KVM_CAP_IMMEDIATE_EXIT)),
         )
-
-    def usable(self, deadline: float = 5.0) -> tuple[bool, str]:
-        """Run a tiny guest to a known ``KVM_EXIT_IO``; returns (ok, reason).
-
-        The run is bounded by ``deadline`` seconds with the run-loop watchdog, whose
-        signal handler must already be installed when this is called off the main
-        thread (:func:`coco_core.kvm.runloop.install_kick_handler`).
-        """
-        from coco_core.kvm.runloop import run_until
-        from coco_core.kvm.structs import Regs
-
-        try:
-            with self.create_vm() as vm:
-                ram = vm.add_memory(0, 0x10000)
-                ram.write(_PROBE_GPA, _PROBE_CODE)
-                vcpu = vm.create_vcpu(0)
-                sregs = vcpu.get_sregs()
-                vcpu.set_sregs(sregs.replace(cs=sregs.cs.replace(base=0, selector=0)))
-                vcpu.set_regs(Regs(rip=_PROBE_GPA))
-                reason = run_until(vcpu, lambda v: True, deadline)
-                if reason != ioctls.KVM_EXIT_IO:
-                    return False, f"probe guest exited with reason {reason}, expected KVM_EXIT_IO"
-                io = vcpu.io()
-                data = bytes(vcpu.io_data())
-                if (io.direction, io.port, data) != (
-                    ioctls.KVM_EXIT_IO_OUT,
-                    _PROBE_PORT,
-                    bytes([_PROBE_VALUE]),
-                ):
-                    return False, f"probe guest gave an unexpected I/O exit {io} data={data.hex()}"
-        except CoCoError as exc:
-            return False, str(exc)
-        except OSError as exc:
-            return False, f"probe guest failed: {exc}"
-        return True, f"{self.path}: a guest ran to a port I/O exit within {deadline} s"
 
     def close(self) -> None:
         """Close ``/dev/kvm`` (idempotent)."""

@@ -3,8 +3,9 @@
 
 ``run_view`` is a writable ``memoryview`` of the vCPU's ``kvm_run`` mapping
 (``KVM_GET_VCPU_MMAP_SIZE`` bytes; 0x3000 on the development hosts, with port
-I/O data on the second page). Exit fields are read with the precompiled
-formats of :mod:`coco_core.kvm.structs`; nothing allocates ctypes objects.
+I/O data on the second page). Exit fields are read with the layouts of
+:mod:`coco_core.generic.uapi` (one precompiled ``struct.Struct`` each);
+nothing allocates ctypes objects.
 
 :meth:`Vcpu.run` returns a :class:`RunOutcome` instead of raising for the
 errnos a run loop must handle: ``EINTR`` (a signal or ``immediate_exit``),
@@ -21,26 +22,27 @@ import errno
 import fcntl
 import mmap
 import os
+import struct
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from coco_core.errors import CoCoError, ConfigurationError
+from coco_core.errors import ConfigurationError, KvmRunError
+from coco_core.generic.uapi import (
+    EXIT_REASON,
+    EXIT_UNION_OFFSET,
+    IMMEDIATE_EXIT,
+    KvmIoExit,
+    KvmMemoryFaultExit,
+    KvmMsrExit,
+    run_offset,
+)
 from coco_core.kvm import ioctls
 from coco_core.kvm.structs import (
     REGS,
-    RUN_EXIT_REASON,
-    RUN_EXIT_REASON_OFFSET,
-    RUN_EXIT_UNION_OFFSET,
-    RUN_IMMEDIATE_EXIT_OFFSET,
-    RUN_IO,
-    RUN_MSR,
     SREGS,
     CpuidEntry2,
     DTable,
-    IoExit,
-    MemoryFaultExit,
     MsrEntry,
-    MsrExit,
     Regs,
     Segment,
     Sregs,
@@ -50,7 +52,7 @@ from coco_core.kvm.structs import (
 )
 
 if TYPE_CHECKING:
-    from coco_core.kvm.vm import GuestRam, Vm
+    from coco_core.kvm.vm import GuestRam
 
 __all__ = [
     "CR0_LONG_MODE",
@@ -92,14 +94,10 @@ class RunOutcome(enum.IntEnum):
 
 
 _OUTCOMES = {o.value: o for o in RunOutcome}
-
-
-class KvmRunError(CoCoError):
-    """``KVM_RUN`` or a vCPU ioctl failed with an errno no loop can handle."""
-
-    def __init__(self, message: str, err: int) -> None:
-        super().__init__(message)
-        self.errno = err
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_MSR_ERROR = run_offset(KvmMsrExit, "error")
+_MSR_DATA = run_offset(KvmMsrExit, "data")
 
 
 def _describe(err: int) -> str:
@@ -109,10 +107,18 @@ def _describe(err: int) -> str:
 class Vcpu:
     """One vCPU file descriptor and its mapped ``kvm_run``."""
 
-    def __init__(self, fd: int, vcpu_id: int, mmap_size: int, *, vm: Vm | None = None) -> None:
+    def __init__(
+        self,
+        fd: int,
+        vcpu_id: int,
+        mmap_size: int,
+        *,
+        cpuid: Sequence[CpuidEntry2] | None = None,
+    ) -> None:
         self.fd: int = fd
         self.id: int = vcpu_id
-        self.vm: Vm | None = vm
+        #: the CPUID :meth:`setup_long_mode` sets by default (``KVM_GET_SUPPORTED_CPUID``)
+        self.cpuid: tuple[CpuidEntry2, ...] | None = None if cpuid is None else tuple(cpuid)
         self._mmap: mmap.mmap | None = mmap.mmap(
             fd, mmap_size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE
         )
@@ -141,11 +147,11 @@ class Vcpu:
         Guest register state is consistent afterwards (api.rst, ``immediate_exit``).
         """
         view = self.run_view
-        view[RUN_IMMEDIATE_EXIT_OFFSET] = 1
+        view[IMMEDIATE_EXIT] = 1
         try:
             outcome = self.run()
         finally:
-            view[RUN_IMMEDIATE_EXIT_OFFSET] = 0
+            view[IMMEDIATE_EXIT] = 0
         if outcome is not RunOutcome.INTR:
             raise KvmRunError(
                 f"KVM_RUN with immediate_exit=1 on vCPU {self.id} returned {outcome.name}, "
@@ -156,43 +162,44 @@ class Vcpu:
     @property
     def immediate_exit(self) -> int:
         """``kvm_run.immediate_exit`` (offset 1): non-zero makes ``KVM_RUN`` return EINTR."""
-        return self.run_view[RUN_IMMEDIATE_EXIT_OFFSET]
+        return self.run_view[IMMEDIATE_EXIT]
 
     @immediate_exit.setter
     def immediate_exit(self, value: int) -> None:
-        self.run_view[RUN_IMMEDIATE_EXIT_OFFSET] = value
+        self.run_view[IMMEDIATE_EXIT] = value
 
     @property
     def exit_reason(self) -> int:
         """``kvm_run.exit_reason`` (offset 8)."""
-        return int(RUN_EXIT_REASON.unpack_from(self.run_view, RUN_EXIT_REASON_OFFSET)[0])
+        return int(_U32.unpack_from(self.run_view, EXIT_REASON)[0])
 
-    def io(self) -> IoExit:
+    def io(self) -> KvmIoExit:
         """``kvm_run.io`` of a ``KVM_EXIT_IO``."""
-        return IoExit(*RUN_IO.unpack_from(self.run_view, RUN_EXIT_UNION_OFFSET))
+        return KvmIoExit.from_buffer(self.run_view, EXIT_UNION_OFFSET)
 
     def io_data(self) -> memoryview:
         """The ``size * count`` data bytes of a ``KVM_EXIT_IO`` (write IN data here)."""
-        _d, size, _p, count, off = RUN_IO.unpack_from(self.run_view, RUN_EXIT_UNION_OFFSET)
-        n = size * count
+        io = self.io()
+        n, off = io.size * io.count, io.data_offset
         if off + n > len(self.run_view):
             raise KvmRunError(f"io.data_offset {off:#x} + {n} is outside kvm_run", errno.EFAULT)
         return self.run_view[off : off + n]
 
-    def msr(self) -> MsrExit:
+    def msr(self) -> KvmMsrExit:
         """``kvm_run.msr`` of a ``KVM_EXIT_X86_RDMSR``/``WRMSR``."""
-        return MsrExit(*RUN_MSR.unpack_from(self.run_view, RUN_EXIT_UNION_OFFSET))
+        return KvmMsrExit.from_buffer(self.run_view, EXIT_UNION_OFFSET)
 
     def complete_msr(self, data: int = 0, *, error: bool = False) -> None:
-        """Answer an MSR exit: ``data`` for RDMSR, or ``error`` to inject #GP."""
-        _e, reason, index, _d = RUN_MSR.unpack_from(self.run_view, RUN_EXIT_UNION_OFFSET)
-        RUN_MSR.pack_into(
-            self.run_view, RUN_EXIT_UNION_OFFSET, 1 if error else 0, reason, index, data
-        )
+        """Answer an MSR exit: ``data`` for RDMSR, or ``error`` to inject #GP.
 
-    def memory_fault(self) -> MemoryFaultExit:
+        Writes ``msr.error`` and ``msr.data`` only (``complete_emulated_msr``).
+        """
+        self.run_view[_MSR_ERROR] = 1 if error else 0
+        _U64.pack_into(self.run_view, _MSR_DATA, data)
+
+    def memory_fault(self) -> KvmMemoryFaultExit:
         """``kvm_run.memory_fault`` of a ``KVM_EXIT_MEMORY_FAULT``."""
-        return MemoryFaultExit.from_run(self.run_view)
+        return KvmMemoryFaultExit.from_buffer(self.run_view, EXIT_UNION_OFFSET)
 
     # --- registers -------------------------------------------------------------
     def _ioctl_buf(self, name: str, request: int, buf: bytearray | bytes) -> int:
@@ -268,12 +275,12 @@ class Vcpu:
         CR0 = 0x80050033, CR4.PAE, EFER = LME | LMA.
         """
         if cpuid is None:
-            if self.vm is None or self.vm.kvm is None:
+            if self.cpuid is None:
                 raise ConfigurationError(
                     "setup_long_mode needs guest CPUID: pass cpuid= or create the vCPU "
                     "through Kvm.create_vm()"
                 )
-            cpuid = self.vm.kvm.supported_cpuid()
+            cpuid = self.cpuid
         self.set_cpuid(cpuid)
         pml4, pdpt, pd, gdt = (page_tables + i * 0x1000 for i in range(4))
         flags = _PTE_PRESENT | _PTE_WRITABLE

@@ -28,7 +28,8 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from coco_core.errors import CoCoError, ConfigurationError
+from coco_core.errors import ConfigurationError, GuestMemoryError
+from coco_core.generic.uapi import PAGE_SIZE
 from coco_core.kvm import ioctls
 from coco_core.kvm.structs import EnableCap, MemoryAttributes, UserspaceMemoryRegion
 
@@ -40,11 +41,6 @@ __all__ = ["GuestMemory", "GuestMemoryError", "GuestRam", "Vm"]
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
-PAGE_SIZE = 4096  # x86 base page (SDM vol. 3A, 4.5); KVM slots must be page aligned
-
-
-class GuestMemoryError(CoCoError):
-    """A guest-physical range is not wholly inside guest memory."""
 
 
 class GuestRam:
@@ -352,14 +348,20 @@ class Vm:
             ) from exc
 
     def create_vcpu(self, vcpu_id: int) -> Vcpu:
-        """``KVM_CREATE_VCPU`` and map its ``kvm_run``."""
+        """``KVM_CREATE_VCPU`` and map its ``kvm_run``.
+
+        The vCPU gets ``KVM_GET_SUPPORTED_CPUID`` (cached per ``/dev/kvm``) as the
+        CPUID :meth:`Vcpu.setup_long_mode` sets, when the VM was created through
+        :meth:`Kvm.create_vm`.
+        """
         from coco_core.kvm.vcpu import Vcpu
 
         try:
             fd = fcntl.ioctl(self.fd, ioctls.KVM_CREATE_VCPU, vcpu_id)
         except OSError as exc:
             raise ConfigurationError(_ioctl_error(f"KVM_CREATE_VCPU({vcpu_id})", exc)) from exc
-        vcpu = Vcpu(fd, vcpu_id, self.vcpu_mmap_size, vm=self)
+        cpuid = self.kvm.supported_cpuid() if self.kvm is not None else None
+        vcpu = Vcpu(fd, vcpu_id, self.vcpu_mmap_size, cpuid=cpuid)
         self.vcpus.append(vcpu)
         return vcpu
 

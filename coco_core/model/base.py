@@ -15,16 +15,15 @@ Vendor plugins register :class:`ModelPart` objects with
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Protocol
 
 import attrs
 
-from coco_core.errors import CoCoError
+from coco_core import kernels
+from coco_core.errors import KvmRunRejected
 
 __all__ = [
-    "GENERATIONS",
     "ExitImage",
     "GuestCall",
     "GuestCpu",
@@ -37,36 +36,10 @@ __all__ = [
     "generation_key",
 ]
 
-#: Kernel generations the model knows, oldest first, each with the rule it
-#: brought. Sources: reference/kernel-abi.md §2, §3.2, §5 (commits named there).
-GENERATIONS: Mapping[str, str] = {
-    "linux-6.16": "KVM_EXIT_TDX (40) and KVM_SYSTEM_EVENT_TDX_FATAL (7); MapGPA: any non-zero "
-    "hypercall.ret gives TDVMCALL INVALID_OPERAND (tdx.c, v6.16)",
-    "linux-7.0": "KVM_EXIT_SNP_REQ_CERTS (43) with KVM_SEV_SNP_ENABLE_REQ_CERTS "
-    "(kvm-x86 svm, fa9893fadbc2, pulled for 7.0)",
-    "linux-7.1": "no CoCo exit change",
-    "linux-7.2": "MAP_GPA_RANGE ret must be 0, EINVAL or EAGAIN, anything else fails KVM_RUN "
-    "with EINVAL; TDX maps EAGAIN to RETRY, SNP maps both errors to PSC GENERIC "
-    "(kvm-x86 misc 3e2dec1ede0a / 5d40e5b49442, applied 2026-05-29; release inferred)",
-}
 
-
-def generation_key(name: str) -> tuple[int, ...]:
-    """Sort key of ``linux-X.Y``; proposals (any other name) sort after releases."""
-    if name.startswith("linux-"):
-        try:
-            return tuple(int(p) for p in name.removeprefix("linux-").split("."))
-        except ValueError:
-            pass
-    return (999,)
-
-
-class KvmRunRejected(CoCoError):
-    """``KVM_RUN`` would fail: the completion userspace wrote is one KVM rejects."""
-
-    def __init__(self, message: str, err: int = errno.EINVAL) -> None:
-        super().__init__(message)
-        self.errno = err
+def generation_key(name: str) -> tuple[int, str]:
+    """Sort key of a generation (an ABI name): releases in order, proposals after them."""
+    return kernels.order(name)
 
 
 class GuestMemoryLike(Protocol):
@@ -139,9 +112,17 @@ class KernelContext:
     memory: GuestMemoryLike
     vm_state: MutableMapping[str, object] = attrs.field(factory=dict)
 
-    def at_least(self, generation: str) -> bool:
-        """True if the modelled kernel is ``generation`` or newer."""
-        return generation_key(self.generation) >= generation_key(generation)
+    @property
+    def released(self) -> bool:
+        """True if the modelled kernel is a release, False for a proposal."""
+        return kernels.is_release(self.generation)
+
+    def has(self, feature: str) -> bool:
+        """True if the modelled kernel is a release with ``feature`` (:mod:`coco_core.kernels`).
+
+        A proposal has none: each one's rules are written out by the plugin.
+        """
+        return kernels.has(self.generation, feature)
 
 
 #: ``enter(ctx, cpu)``: write the first exit into ``ctx.run`` (ExitImage) or
@@ -152,7 +133,7 @@ EnterFn = Callable[[KernelContext, GuestCpu], "ExitImage | GuestView"]
 ResumeFn = Callable[[KernelContext, GuestCpu], "ExitImage | GuestView"]
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class GuestCall:
     """One guest-level call the kernel turns into exits.
 
@@ -160,7 +141,8 @@ class GuestCall:
     :param description: one line, with the spec or source of the call.
     :param enter: see :data:`EnterFn`.
     :param resume: see :data:`ResumeFn`; None for calls with no completion.
-    :param since: the oldest generation the call exits to userspace in.
+    :param since: the oldest released kernel the call exits to userspace in
+        (proposals always have it).
     """
 
     name: str
@@ -175,7 +157,7 @@ class GuestCall:
 RouteFn = Callable[[GuestCpu], "str | None"]
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class ModelPart:
     """A vendor's guest calls, registered for the kernel model.
 

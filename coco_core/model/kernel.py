@@ -8,7 +8,7 @@ from typing import Any
 
 from coco_core.dispatch import Dispatcher, Result
 from coco_core.errors import ConfigurationError
-from coco_core.generic.uapi import KVM_RUN_SIZE
+from coco_core.kernels import DEFAULT_ABI
 from coco_core.model.base import (
     GuestCall,
     GuestCpu,
@@ -17,7 +17,7 @@ from coco_core.model.base import (
     KernelContext,
     generation_key,
 )
-from coco_core.registry import DEFAULT_ABI, Registry
+from coco_core.registry import Registry
 from coco_core.requests import Unsupported
 
 __all__ = ["KernelModel", "StepHook"]
@@ -50,9 +50,12 @@ class KernelModel:
         }
         if not self.calls:
             raise ConfigurationError(f"no kernel model registered for vendor {vendor!r}")
-        self.ctx = KernelContext(
-            generation, run if run is not None else bytearray(KVM_RUN_SIZE), memory
-        )
+        if run is None:
+            frame = registry.abi(generation).frame
+            if frame is None:
+                raise ConfigurationError(f"ABI {generation!r} declares no run structure")
+            run = bytearray(frame.size)
+        self.ctx = KernelContext(generation, run, memory)
 
     def call(
         self,

@@ -20,45 +20,40 @@ equal names; then members with equal names; then, where one side has no
 decoders (an imported header), the member sharing most field names. An
 explicit ``pairs={"coco": "snp_req_certs"}`` overrides all of that.
 
-:func:`history` walks every registered ABI in :attr:`Abi.order` and tells how
-each CoCo request moved: exit name and number, the member that carries it, and
-its fields.
+How the requests moved across every registered ABI is
+:mod:`coco_core.review.history`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 
 from coco_core.abi import Abi, CompletionDuty, ExitDecoder
 from coco_core.errorspace import ErrorSpace
+from coco_core.generic.uapi import EXIT_UNION_OFFSET, GENERIC_MEMBERS
 from coco_core.layout import Layout
 from coco_core.status import CoCoStatus
-
-if TYPE_CHECKING:
-    from coco_core.registry import Registry
 
 __all__ = [
     "AbiComparison",
     "DutyChange",
     "ExitChange",
     "FieldChange",
-    "HistoryEntry",
     "ImportedAbi",
     "MemberComparison",
     "SpaceComparison",
     "compare_abis",
-    "history",
+    "compare_layouts",
+    "leaves",
     "member_requests",
-    "render_history",
 ]
 
-#: offset of the exit union in ``struct kvm_run`` (x86-64)
-_UNION = 32
+_UNION = EXIT_UNION_OFFSET
 _PADDING_NAMES = ("pad", "padding", "reserved", "rsvd")
-_GENERIC = frozenset({"io", "hypercall", "system_event", "msr", "memory_fault"})
+_GENERIC = GENERIC_MEMBERS
 
 
 @attrs.frozen
@@ -211,7 +206,7 @@ class SpaceComparison:
 class DutyChange:
     """A completion duty present on one side only, or different."""
 
-    exit: str
+    exit_name: str
     a: CompletionDuty | None
     b: CompletionDuty | None
 
@@ -245,7 +240,9 @@ class AbiComparison:
 
     def render(self, *, markdown: bool = False) -> str:
         """Plain text (80 columns) or Markdown."""
-        return _render(self, markdown)
+        from coco_core.review.render import render_comparison
+
+        return render_comparison(self, markdown=markdown)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description."""
@@ -262,7 +259,7 @@ class AbiComparison:
             "notes": list(self.notes),
             "duties": [
                 {
-                    "exit": d.exit,
+                    "exit": d.exit_name,
                     "a": None if d.a is None else attrs.asdict(d.a),
                     "b": None if d.b is None else attrs.asdict(d.b),
                 }
@@ -297,7 +294,8 @@ def member_requests(abi: AnyAbi) -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in out.items()}
 
 
-def _leaves(lay: Layout) -> list[_Leaf]:
+def leaves(lay: Layout) -> list[_Leaf]:
+    """Every leaf field of a member layout, paths and offsets relative to the member."""
     return [
         _Leaf(p.partition(".")[2], off, size, ctype) for p, off, size, ctype in lay.flatten("m")
     ]
@@ -343,11 +341,11 @@ def _pair_members(
     for ia, (x, lay_a) in enumerate(ma.items()):
         if x in used_a:
             continue
-        names_a = {leaf.leaf for leaf in _leaves(lay_a) if not leaf.padding}
+        names_a = {leaf.leaf for leaf in leaves(lay_a) if not leaf.padding}
         for y, lay_b in mb.items():
             if y in used_b or (ra.get(x) and rb.get(y)):
                 continue
-            names_b = {leaf.leaf for leaf in _leaves(lay_b) if not leaf.padding}
+            names_b = {leaf.leaf for leaf in leaves(lay_b) if not leaf.padding}
             common = len(names_a & names_b)
             if common:
                 # Jaccard similarity: shared names over all names, so a big union
@@ -384,7 +382,7 @@ def _widening(ta: str, tb: str, sa: int, sb: int) -> str:
 
 def compare_layouts(a: Layout, b: Layout) -> tuple[FieldChange, ...]:
     """Field-level changes from member layout ``a`` to ``b`` (offsets relative)."""
-    la, lb = _leaves(a), _leaves(b)
+    la, lb = leaves(a), leaves(b)
     matched: list[tuple[_Leaf, _Leaf]] = []
     rest_a = list(la)
     rest_b = list(lb)
@@ -555,8 +553,8 @@ def compare_abis(a: AnyAbi, b: AnyAbi, *, pairs: Mapping[str, str] | None = None
         if da.reason != db.reason:
             kind = getattr(da.request_type, "kind", da.request_type.__name__)
             renumbered.append((da.name, da.reason, db.name, db.reason, kind))
-    dmap_a = {d.exit: d for d in a.duties}
-    dmap_b = {d.exit: d for d in b.duties}
+    dmap_a = {d.exit_name: d for d in a.duties}
+    dmap_b = {d.exit_name: d for d in b.duties}
     duties = tuple(
         DutyChange(e, dmap_a.get(e), dmap_b.get(e))
         for e in sorted(dmap_a.keys() | dmap_b.keys())
@@ -591,227 +589,3 @@ def _only_on(m: MemberComparison, abi: AnyAbi) -> bool:
     """True if ``m`` is a member only ``abi`` has."""
     name = m.member_a if m.member_b is None else m.member_b if m.member_a is None else None
     return name is not None and name in abi.union_members
-
-
-# -- rendering ------------------------------------------------------------------------
-
-
-def _wrap(text: str, width: int = 78, indent: str = "    ") -> list[str]:
-    import textwrap
-
-    sub = " " * len(indent) + "  "
-    return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=sub) or [indent]
-
-
-def _render(c: AbiComparison, markdown: bool) -> str:
-    from coco_core.review.render import table
-
-    out: list[str] = []
-    h1 = f"# {c.a} vs {c.b}" if markdown else f"{c.a} -> {c.b}"
-    out.append(h1)
-    for note in c.notes:
-        out.extend([f"> {note}"] if markdown else _wrap(f"note: {note}", indent=""))
-    out.append("")
-    out.append("## Union members" if markdown else "union members (offsets within the member):")
-    for m in c.members:
-        if m.identical:
-            out.append(f"- `{m.member_a}`: identical" if markdown else f"  {m.member_a}: identical")
-            continue
-        if m.member_a is None or m.member_b is None:
-            side = c.b if m.member_a is None else c.a
-            name = m.member_b if m.member_a is None else m.member_a
-            out.append(f"- `{name}`: only in {side}" if markdown else f"  {name}: only in {side}")
-            continue
-        title = (
-            m.member_a
-            if m.member_a == m.member_b
-            else f"{m.member_a} ~ {m.member_b} (paired by {m.paired_by})"
-        )
-        size = "" if m.size_a == m.size_b else f", size {m.size_a} -> {m.size_b}"
-        if markdown:
-            out.append(f"- `{title}`{size}")
-            out.extend(f"  - {ch.describe()}" for ch in m.changes)
-        else:
-            out.append(f"  {title}{size}")
-            for ch in m.changes:
-                out.extend(_wrap(ch.describe()))
-    out.append("")
-    out.append("## Exit numbers" if markdown else "exit numbers:")
-    if not c.exits:
-        out.append("same" if markdown else "  same")
-    else:
-        rows = [[e.name, _num(e.a), _num(e.b)] for e in c.exits]
-        tab = table(["exit", c.a, c.b], rows, markdown=markdown)
-        out.append(tab if markdown else _indent(tab))
-    for ea, na, eb, nb, kind in c.renumbered:
-        line = f"the {kind} exit moved: {ea} = {na} -> {eb} = {nb}"
-        if markdown:
-            out.append(f"- {line}")
-        else:
-            out.extend(_wrap(line, indent="  "))
-    out.append("")
-    out.append("## Error spaces" if markdown else "error spaces (completion values):")
-    diff = [s for s in c.spaces if not s.same]
-    if not diff:
-        out.append("same" if markdown else "  same for every exit both decode")
-    for s in diff:
-        ex = s.exit_a if s.exit_a == s.exit_b else f"{s.exit_a} ~ {s.exit_b}"
-        head = f"{ex}: {s.space_a} -> {s.space_b}"
-        if markdown:
-            out.append(f"- {head}")
-        else:
-            out.extend(_wrap(head, indent="  "))
-        lines: list[str] = []
-        for raw, ma, mb in s.collisions:
-            lines.append(f"collision {raw:#x}: {ma} vs {mb}")
-        for st, ra, rb in s.translations:
-            lines.append(f"translate {st}: {ra:#x} -> {rb:#x}")
-        for st, to in s.fallbacks_a:
-            lines.append(f"{c.a} cannot express {st} (written as {to})")
-        for st, to in s.fallbacks_b:
-            lines.append(f"{c.b} cannot express {st} (written as {to})")
-        for ln in lines:
-            if markdown:
-                out.append(f"  - {ln}")
-            else:
-                out.extend(_wrap(ln))
-    out.append("")
-    out.append("## Completion duties" if markdown else "completion duties:")
-    if not c.duties:
-        out.append("same" if markdown else "  same")
-    for d in c.duties:
-        if d.a is None or d.b is None:
-            side = c.a if d.b is None else c.b
-            ln = f"{d.exit}: only in {side}"
-        else:
-            what = [
-                f"{k}: {getattr(d.a, k)!r} -> {getattr(d.b, k)!r}"
-                for k in ("field", "kernel_action", "rejects")
-                if getattr(d.a, k) != getattr(d.b, k)
-            ]
-            ln = f"{d.exit}: " + "; ".join(what)
-        if markdown:
-            out.append(f"- {ln}")
-        else:
-            out.extend(_wrap(ln, indent="  "))
-    return "\n".join(out).rstrip() + "\n"
-
-
-def _num(n: int | None) -> str:
-    return "-" if n is None else str(n)
-
-
-def _indent(text: str) -> str:
-    return "\n".join("  " + ln for ln in text.splitlines())
-
-
-# -- history --------------------------------------------------------------------------
-
-
-@attrs.frozen
-class HistoryEntry:
-    """One request kind under one ABI: the exit and the member that carry it."""
-
-    request: str
-    abi: str
-    order: str
-    exits: tuple[tuple[str, int], ...]
-    member: str | None
-    fields: tuple[tuple[str, int, int, str], ...]  #: (path, offset, size, type)
-    changes: tuple[str, ...] = ()  #: what changed since the previous ABI with this request
-
-
-def _exit_numbers(abi: AnyAbi, decs: Sequence[ExitDecoder]) -> tuple[tuple[str, int], ...]:
-    exits = abi.exits
-    out: dict[str, int] = {}
-    for d in decs:
-        base = d.name.split("/", 1)[0]
-        out[base] = exits.get(base, d.reason)
-    return tuple(sorted(out.items(), key=lambda kv: kv[1]))
-
-
-def history(registry: Registry, *, requests: Iterable[str] | None = None) -> list[HistoryEntry]:
-    """How the CoCo requests moved across every registered ABI, in :attr:`Abi.order`.
-
-    For each request kind (``certificate``, ``quote``, ...) and each ABI that
-    decodes it: the exit names and numbers, the union member, its fields, and
-    what changed since the previous ABI with that request (exit number,
-    member, renamed/moved/widened fields).
-    """
-    wanted = set(requests) if requests is not None else None
-    abis = sorted(registry.abis.values(), key=lambda x: (x.order, x.name))
-    entries: list[HistoryEntry] = []
-    last: dict[str, tuple[Abi, HistoryEntry]] = {}
-    for abi in abis:
-        reqs = member_requests(abi)
-        by_kind: dict[str, list[ExitDecoder]] = {}
-        for d in abi.decoders:
-            if d.fallback:
-                continue
-            by_kind.setdefault(d.request_type.kind, []).append(d)
-        for kind in sorted(by_kind):
-            if wanted is not None and kind not in wanted:
-                continue
-            decs = by_kind[kind]
-            member = next((m for m, ks in reqs.items() if kind in ks), None)
-            lay = abi.union_members.get(member) if member else None
-            fields = tuple(
-                (leaf.path, leaf.offset, leaf.size, leaf.type)
-                for leaf in (_leaves(lay) if lay is not None else [])
-            )
-            exits = _exit_numbers(abi, decs)
-            entry = HistoryEntry(kind, abi.name, abi.order, exits, member, fields)
-            prev = last.get(kind)
-            if prev is not None:
-                entry = attrs.evolve(entry, changes=_changes(prev[0], prev[1], abi, entry))
-            entries.append(entry)
-            last[kind] = (abi, entry)
-    return entries
-
-
-def _changes(pa: Abi, pe: HistoryEntry, abi: Abi, e: HistoryEntry) -> tuple[str, ...]:
-    out: list[str] = []
-    before, after = dict(pe.exits), dict(e.exits)
-    for n in sorted(before.keys() | after.keys()):
-        if before.get(n) != after.get(n):
-            out.append(f"{n}: {_num(before.get(n))} -> {_num(after.get(n))}")
-    if pe.member != e.member:
-        out.append(f"member {pe.member} -> {e.member}")
-    if pe.member and e.member:
-        la, lb = pa.union_members[pe.member], abi.union_members[e.member]
-        out.extend(ch.describe() for ch in compare_layouts(la, lb))
-    return tuple(out)
-
-
-def render_history(entries: Sequence[HistoryEntry], *, markdown: bool = False) -> str:
-    """The history as text (80 columns) or Markdown, grouped by request kind."""
-    out: list[str] = []
-    kinds = list(dict.fromkeys(e.request for e in entries))
-    for kind in kinds:
-        rows = [e for e in entries if e.request == kind]
-        chain = " -> ".join(f"{','.join(f'{n}={v}' for n, v in r.exits)} ({r.abi})" for r in rows)
-        if markdown:
-            out.append(f"## {kind}\n")
-            out.append("| ABI | exits | member | fields | changes |")
-            out.append("| --- | --- | --- | --- | --- |")
-            for r in rows:
-                fields = ", ".join(f"`{p}` {t}@{o}" for p, o, _, t in r.fields)
-                exits = ", ".join(f"{n}={v}" for n, v in r.exits)
-                out.append(
-                    f"| {r.abi} | {exits} | {r.member or '-'} | {fields} | "
-                    f"{'; '.join(r.changes) or ''} |"
-                )
-            out.append("")
-            continue
-        out.append(f"{kind}:")
-        out.extend(_wrap(chain, indent="  "))
-        for r in rows:
-            exits = ", ".join(f"{n}={v}" for n, v in r.exits)
-            out.extend(_wrap(f"{r.abi} [{r.order}] {exits} member {r.member or '-'}", indent="  "))
-            if r.fields and (r.changes or r is rows[0]):
-                fields = ", ".join(f"{p} {t}@{o}" for p, o, _, t in r.fields)
-                out.extend(_wrap(fields, indent="      "))
-            for ch in r.changes:
-                out.extend(_wrap(ch, indent="    * "))
-        out.append("")
-    return "\n".join(out).rstrip() + "\n"

@@ -38,18 +38,10 @@ from typing import Literal
 
 import attrs
 
-from coco_core.errors import DecodeError
+from coco_core.errors import CParseError
 from coco_core.layout import CType, Layout, MemberSpec, struct_of, union_of
 
 __all__ = ["CParseError", "ParsedHeader", "c_scalar", "evaluate", "parse_c"]
-
-
-class CParseError(DecodeError):
-    """C text coco cannot read; the message names the line and what was expected."""
-
-    def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(f"line {line}: {message}" if line is not None else message)
-        self.line = line
 
 
 # -- scalar types (x86-64 LP64) -------------------------------------------------------

@@ -7,16 +7,17 @@ path :meth:`~coco_core.layout.Layout.flatten` yields, and run; the measured
 map is compared with coco's own. :func:`header_offsets` and
 :func:`header_defines` ask a real ``linux/kvm.h`` instead.
 
-The renderer here differs from :meth:`Layout.render_c` in two ways the
-compiler needs: tagged structs used as members are defined first, and every
-tag gets a per-layout suffix so that two ABIs' ``struct kvm_run`` can share
-one program.
+The program is written by :func:`coco_core.review.render.render_c`, with two
+settings the compiler needs: tagged structs used as members are defined first,
+and every tag gets a per-layout suffix so that two ABIs' ``struct kvm_run``
+can share one program.
 
 No gcc → :class:`CompilerUnavailable`; tests skip on it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -27,8 +28,9 @@ from pathlib import Path
 
 import attrs
 
-from coco_core.errors import CoCoError
+from coco_core.errors import CompilerUnavailable, OracleError
 from coco_core.layout import Layout
+from coco_core.review.render import render_c
 
 __all__ = [
     "CompilerUnavailable",
@@ -81,14 +83,6 @@ typedef __s64 int64_t;
 """
 
 
-class CompilerUnavailable(CoCoError):
-    """No C compiler to ask; tests that need one skip."""
-
-
-class OracleError(CoCoError):
-    """The generated program did not compile or run (the message has gcc's output)."""
-
-
 @attrs.frozen
 class Mismatch:
     """One member whose offset or size gcc disagrees with.
@@ -116,38 +110,6 @@ def _tag_of(name: str, suffix: str) -> str:
     return f"{kind} {tag.replace(' ', '_')}{suffix}"
 
 
-def _render(lay: Layout, suffix: str, defs: dict[str, str], indent: int = 0) -> str:
-    """The body ``struct X { ... }`` of ``lay``; tagged members go to ``defs`` first."""
-    pad = "\t" * indent
-    head = lay.kind if lay.anonymous else _tag_of(lay.name, suffix)
-    lines = [f"{head} {{"]
-    for m in lay.members:
-        arr = f"[{m.count}]" if m.count is not None else ""
-        name = m.name or ""
-        if isinstance(m.type, Layout):
-            if m.type.anonymous:
-                inner = _render(m.type, suffix, defs, indent + 1)
-                lines.append(f"{pad}\t{inner} {name}{arr};".replace(" ;", ";"))
-                continue
-            tag = _tag_of(m.type.name, suffix)
-            if tag not in defs:
-                defs[tag] = ""  # reserve: a struct cannot contain itself
-                defs[tag] = _render(m.type, suffix, defs) + ";"
-            lines.append(f"{pad}\t{tag} {name}{arr};")
-        else:
-            lines.append(f"{pad}\t{m.type.name} {name}{arr};")
-    attr = " __attribute__((packed))" if lay.packed else ""
-    # an explicit alignment above the members' own (``aligned(n)`` on the struct)
-    natural = max(
-        (1 if lay.packed else m.type.align for m in lay.members),
-        default=1,
-    )
-    if lay.align > natural:
-        attr += f" __attribute__((aligned({lay.align})))"
-    lines.append(f"{pad}}}{attr}")
-    return "\n".join(lines)
-
-
 def _designator(key: str, path: str) -> str:
     return path[len(key) + 1 :]
 
@@ -165,7 +127,7 @@ def render_program_c(layouts: Mapping[str, Layout]) -> str:
         defs: dict[str, str] = {}
         top_name = lay.name if not lay.anonymous else f"{lay.kind} coco_top"
         top = attrs.evolve(lay, name=top_name)
-        text = _render(top, suffix, defs) + ";"
+        text = render_c(top, comment=None, tag=functools.partial(_tag_of, suffix=suffix), defs=defs)
         out.extend(defs.values())
         out.append(text)
         tname = _tag_of(top_name, suffix)

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from coco_core.generic.uapi import KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE
 from coco_core.requests import MemoryConversion, MemoryFault
 from coco_core.status import CoCoStatus, Outcome
 
@@ -28,8 +29,6 @@ __all__ = ["KVM_MEMORY_ATTRIBUTE_PRIVATE", "PAGE_SIZE", "MemoryAttributeTracker"
 
 log = logging.getLogger("coco_core.services.memattr")
 
-PAGE_SIZE = 4096  # x86 base page (SDM vol. 3A §4.5)
-KVM_MEMORY_ATTRIBUTE_PRIVATE = 1 << 3  # include/uapi/linux/kvm.h, Linux 6.8+
 
 #: ``apply(gpa, size, attributes)``: push a change to KVM (``Vm.set_memory_attributes``)
 ApplyFn = Callable[[int, int, int], None]

@@ -2,30 +2,36 @@
 """Testing support for coco plugins: the conformance kit and golden exits.
 
 The kit needs pytest and hypothesis (the ``dev`` extra); its names are
-imported lazily, so ``coco_core.review.gcc`` (used by ``coco abi check``)
-works without them. ``coco_core`` itself never imports this package. A
-plugin's tests use::
+imported on first use, so the golden format works without them.
+``coco_core`` itself never imports this package. A plugin's tests use::
 
     from coco_core.testing import Golden, PluginConformance
 
 and, for the fixtures, ``pytest_plugins = ["coco_core.testing.pytest_plugin"]``.
+
+May import: everything in :mod:`coco_core`, pytest, hypothesis.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from coco_core._lazy import lazy_names
 
 if TYPE_CHECKING:
-    from coco_core.testing.kit import (
-        CAPABILITIES,
+    from coco_core.errors import GoldenError
+    from coco_core.testing.golden import (
         Golden,
-        GoldenError,
-        PluginConformance,
         apply_hex_dump,
+        describe_diff,
         kvm_run_image,
         parse_hex_dump,
+    )
+    from coco_core.testing.kit import (
+        CAPABILITIES,
+        PluginConformance,
         registry_for,
+        status_field_problems,
     )
 
 __all__ = [
@@ -34,13 +40,24 @@ __all__ = [
     "GoldenError",
     "PluginConformance",
     "apply_hex_dump",
+    "describe_diff",
     "kvm_run_image",
     "parse_hex_dump",
     "registry_for",
+    "status_field_problems",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        return getattr(importlib.import_module("coco_core.testing.kit"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(
+    __name__,
+    {
+        "golden": (
+            "Golden",
+            "GoldenError",
+            "apply_hex_dump",
+            "describe_diff",
+            "kvm_run_image",
+            "parse_hex_dump",
+        ),
+        "kit": ("CAPABILITIES", "PluginConformance", "registry_for", "status_field_problems"),
+    },
+)

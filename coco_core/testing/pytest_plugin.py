@@ -19,7 +19,8 @@ import pytest
 
 from coco_core.generic.uapi import KVM_RUN_SIZE
 from coco_core.registry import Registry
-from coco_core.testing.kit import Golden, registry_for
+from coco_core.testing.golden import Golden
+from coco_core.testing.kit import registry_for
 
 __all__ = ["coco_registry", "golden", "kvm_run_buffer"]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from coco_core.generic.uapi import EXIT_REASON, IMMEDIATE_EXIT, KVM_MEMORY_ATTRIBUTE_PRIVATE
 from coco_core.kvm import ioctls, structs
 from coco_core.kvm.structs import (
     CpuidEntry2,
@@ -68,7 +69,7 @@ def test_capability_and_type_numbers() -> None:
         ioctls.KVM_X86_TDX_VM,
     ] == [0, 1, 2, 3, 4, 5]
     assert (ioctls.KVM_X86_GRP_SEV, ioctls.KVM_X86_SEV_SNP_REQ_CERTS) == (1, 2)
-    assert ioctls.KVM_MEMORY_ATTRIBUTE_PRIVATE == 1 << 3
+    assert KVM_MEMORY_ATTRIBUTE_PRIVATE == 1 << 3
 
 
 def test_ioc_rejects_oversized_argument() -> None:
@@ -84,8 +85,8 @@ def _int_names() -> list[str]:
 
 
 _OFFSETS = {
-    "immediate_exit": ("struct kvm_run", "immediate_exit", structs.RUN_IMMEDIATE_EXIT_OFFSET),
-    "exit_reason": ("struct kvm_run", "exit_reason", structs.RUN_EXIT_REASON_OFFSET),
+    "immediate_exit": ("struct kvm_run", "immediate_exit", IMMEDIATE_EXIT),
+    "exit_reason": ("struct kvm_run", "exit_reason", EXIT_REASON),
     "io.direction": ("struct kvm_run", "io.direction", 32),
     "io.size": ("struct kvm_run", "io.size", 33),
     "io.port": ("struct kvm_run", "io.port", 34),

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from coco_core.dispatch import Dispatcher
-from coco_core.emulated.doorbell import PINGPONG_PORT, RESULT_PORT
 from coco_core.emulated.guestbuild import boot_guest
+from coco_core.emulated.ports import PINGPONG_PORT, RESULT_PORT
 from coco_core.kvm.runloop import Action, RunLoop, StopReason
 from coco_core.kvm.serve import coco_exit_handler
 from coco_core.kvm.system import Kvm

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from coco_core.errors import ConfigurationError
+from coco_core.generic.uapi import KVM_MEMORY_ATTRIBUTE_PRIVATE
 from coco_core.kvm import ioctls
+from coco_core.kvm.probe import usable
 from coco_core.kvm.system import HostCapabilities, Kvm, KvmUnavailable
 from coco_core.kvm.vm import GuestMemoryError
 
@@ -75,7 +77,7 @@ def test_probe_reports_host(kvm: Kvm) -> None:
 
 def test_usable_runs_a_guest(kvm: Kvm) -> None:
     """usable() runs the probe guest to its port I/O exit and says so."""
-    ok, reason = kvm.usable(deadline=5.0)
+    ok, reason = usable(kvm, deadline=5.0)
     assert ok, reason
     assert "port I/O exit" in reason
 
@@ -101,14 +103,11 @@ def test_unsupported_vm_type_is_a_configuration_error(kvm: Kvm) -> None:
 def test_memory_attributes_unsupported_is_clear(kvm: Kvm) -> None:
     """set_memory_attributes on a VM without the capability raises a clear ConfigurationError."""
     with kvm.create_vm() as vm:
-        if (
-            vm.check_extension(ioctls.KVM_CAP_MEMORY_ATTRIBUTES)
-            & ioctls.KVM_MEMORY_ATTRIBUTE_PRIVATE
-        ):
+        if vm.check_extension(ioctls.KVM_CAP_MEMORY_ATTRIBUTES) & KVM_MEMORY_ATTRIBUTE_PRIVATE:
             pytest.skip("this VM supports private memory attributes")
         vm.add_memory(0, 0x10000)
         with pytest.raises(ConfigurationError, match="KVM_CAP_MEMORY_ATTRIBUTES"):
-            vm.set_memory_attributes(0, 0x1000, ioctls.KVM_MEMORY_ATTRIBUTE_PRIVATE)
+            vm.set_memory_attributes(0, 0x1000, KVM_MEMORY_ATTRIBUTE_PRIVATE)
 
 
 def test_exit_hypercall_mask_is_checked(kvm: Kvm) -> None:

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from coco_core.emulated.doorbell import PINGPONG_PORT, RESULT_PORT
 from coco_core.emulated.guestbuild import GUEST_LOAD_GPA, GUEST_STACK_TOP, BootedGuest, boot_guest
-from coco_core.kvm import ioctls
+from coco_core.emulated.ports import PINGPONG_PORT, RESULT_PORT
+from coco_core.generic.uapi import KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT, KvmExitReason, MsrExitReason
 from coco_core.kvm.runloop import (
     KICK_SIGNAL,
     Action,
@@ -64,10 +64,10 @@ def test_io_exits_in_and_out(kvm: Kvm) -> None:
         seen = []
         for i in range(3):
             assert v.run() is RunOutcome.EXIT
-            assert v.exit_reason == ioctls.KVM_EXIT_IO
+            assert v.exit_reason == KvmExitReason.IO
             io = v.io()
             assert (io.direction, io.port, io.size, io.count) == (
-                ioctls.KVM_EXIT_IO_IN,
+                KVM_EXIT_IO_IN,
                 PINGPONG_PORT,
                 1,
                 1,
@@ -75,7 +75,7 @@ def test_io_exits_in_and_out(kvm: Kvm) -> None:
             v.io_data()[0] = 0x40 + i
             assert v.run() is RunOutcome.EXIT
             io = v.io()
-            assert (io.direction, io.port) == (ioctls.KVM_EXIT_IO_OUT, PINGPONG_PORT)
+            assert (io.direction, io.port) == (KVM_EXIT_IO_OUT, PINGPONG_PORT)
             seen.append(bytes(v.io_data()))
         assert seen == [b"\x40", b"\x41", b"\x42"]
         assert v.run() is RunOutcome.EXIT
@@ -111,28 +111,28 @@ def test_complete_pending_finishes_the_io(kvm: Kvm) -> None:
 def test_msr_exits_with_user_space_msr(kvm: Kvm) -> None:
     """With KVM_CAP_X86_USER_SPACE_MSR an unknown MSR exits; RDMSR data reaches EDX:EAX."""
     with boot_guest(kvm, "msr") as g:
-        g.vm.enable_user_space_msr(ioctls.KVM_MSR_EXIT_REASON_UNKNOWN)
+        g.vm.enable_user_space_msr(MsrExitReason.UNKNOWN)
         v = g.vcpus[0]
-        assert run_until(v, lambda v: True, 10) == ioctls.KVM_EXIT_X86_RDMSR
+        assert run_until(v, lambda v: True, 10) == KvmExitReason.X86_RDMSR
         msr = v.msr()
-        assert (msr.index, msr.reason) == (GHCB_MSR, ioctls.KVM_MSR_EXIT_REASON_UNKNOWN)
+        assert (msr.index, msr.reason) == (GHCB_MSR, MsrExitReason.UNKNOWN)
         v.complete_msr(0x1122334455667788)
-        assert run_until(v, lambda v: True, 10) == ioctls.KVM_EXIT_X86_WRMSR
+        assert run_until(v, lambda v: True, 10) == KvmExitReason.X86_WRMSR
         msr = v.msr()
         assert (msr.index, msr.data) == (GHCB_MSR, 0x1122334455667789)
         v.complete_msr()
-        assert run_until(v, lambda v: v.io().port == RESULT_PORT, 10) == ioctls.KVM_EXIT_IO
+        assert run_until(v, lambda v: v.io().port == RESULT_PORT, 10) == KvmExitReason.IO
         assert bytes(v.io_data()) == bytes(4)
 
 
 def test_msr_error_injects_gp(kvm: Kvm) -> None:
     """msr.error = 1 injects #GP, which with no IDT ends in a triple fault (SHUTDOWN)."""
     with boot_guest(kvm, "msr") as g:
-        g.vm.enable_user_space_msr(ioctls.KVM_MSR_EXIT_REASON_UNKNOWN)
+        g.vm.enable_user_space_msr(MsrExitReason.UNKNOWN)
         v = g.vcpus[0]
-        assert run_until(v, lambda v: True, 10) == ioctls.KVM_EXIT_X86_RDMSR
+        assert run_until(v, lambda v: True, 10) == KvmExitReason.X86_RDMSR
         v.complete_msr(error=True)
-        assert run_until(v, lambda v: True, 10) == ioctls.KVM_EXIT_SHUTDOWN
+        assert run_until(v, lambda v: True, 10) == KvmExitReason.SHUTDOWN
 
 
 def test_run_until_deadline_bounds_a_spinning_guest(kvm: Kvm) -> None:
@@ -170,7 +170,7 @@ def _echo(v: Vcpu) -> Action:
     io = v.io()
     if io.port == RESULT_PORT:
         return Action.STOP
-    if io.direction == ioctls.KVM_EXIT_IO_IN:
+    if io.direction == KVM_EXIT_IO_IN:
         v.io_data()[0] = v.id + 1
     return Action.CONTINUE
 
@@ -183,7 +183,7 @@ def test_two_vcpu_threads(kvm: Kvm) -> None:
 
         def on_exit(v: Vcpu) -> Action:
             io = v.io()
-            if io.direction == ioctls.KVM_EXIT_IO_OUT and io.port == PINGPONG_PORT:
+            if io.direction == KVM_EXIT_IO_OUT and io.port == PINGPONG_PORT:
                 seen[v.id].add(v.io_data()[0])
             return _echo(v)
 

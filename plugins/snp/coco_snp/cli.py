@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from coco_core.errors import CoCoError
+from coco_core.plugin import CoCoError
 from coco_snp.certs.store import (
     CertificateStore,
     CertKind,

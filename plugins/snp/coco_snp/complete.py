@@ -27,16 +27,20 @@ from __future__ import annotations
 
 import struct
 
-from coco_core.abi import Discriminator, ExitDecoder, StatusField
-from coco_core.generic.uapi import (
+from coco_core.plugin import (
     EXIT_UNION_OFFSET,
+    CertificateRequest,
+    Discriminator,
+    ExitDecoder,
+    GuestMemoryLike,
     KvmExitReason,
     KvmSystemEventExit,
+    NeutralRequest,
+    Outcome,
+    StatusField,
     SystemEventType,
+    Termination,
 )
-from coco_core.model.base import GuestMemoryLike
-from coco_core.requests import CertificateRequest, NeutralRequest, Termination
-from coco_core.status import Outcome
 from coco_snp.ghcb import REQ_CERTS, REQ_CERTS_COCO_V1, REQ_CERTS_ERRNO_V2
 from coco_snp.uapi import (
     GHCB_MSR_INFO_MASK,
@@ -105,10 +109,10 @@ _V2_NPAGES = _U + 0x18  # coco.req_certs.npages
 _V3_NPAGES = _U + 0x08  # snp_req_certs.npages (u32)
 _V3_RET = _U + 0x0C  # snp_req_certs.ret (u32)
 # For a plain status each writer below writes only ``ret`` (the page count needs an Outcome).
-_REL_RET_FIELD = StatusField(_REL_RET, "<Q", "kvm_run.snp_req_certs.ret")
-_V1_RET_FIELD = StatusField(_V1_RET, "<I", "kvm_run.coco.req_certs.ret")
-_V2_RET_FIELD = StatusField(_V2_RET, "<I", "kvm_run.coco.ret")
-_V3_RET_FIELD = StatusField(_V3_RET, "<I", "kvm_run.snp_req_certs.ret")
+_REL_RET_FIELD = StatusField(offset=_REL_RET, fmt="<Q", field="kvm_run.snp_req_certs.ret")
+_V1_RET_FIELD = StatusField(offset=_V1_RET, fmt="<I", field="kvm_run.coco.req_certs.ret")
+_V2_RET_FIELD = StatusField(offset=_V2_RET, fmt="<I", field="kvm_run.coco.ret")
+_V3_RET_FIELD = StatusField(offset=_V3_RET, fmt="<I", field="kvm_run.snp_req_certs.ret")
 
 
 def _needed(outcome: Outcome | None, limit: int) -> int | None:
@@ -141,14 +145,14 @@ def _write_released(
 
 def _req_certs(reason: int, space_v2: bool = False) -> ExitDecoder:
     return ExitDecoder(
-        "KVM_EXIT_SNP_REQ_CERTS",
-        reason,
-        None,
-        "snp",
-        CertificateRequest,
-        _decode_released,
-        _write_released,
-        REQ_CERTS_ERRNO_V2 if space_v2 else REQ_CERTS,
+        name="KVM_EXIT_SNP_REQ_CERTS",
+        reason=reason,
+        discriminator=None,
+        vendor="snp",
+        request_type=CertificateRequest,
+        decode=_decode_released,
+        write=_write_released,
+        error_space=REQ_CERTS_ERRNO_V2 if space_v2 else REQ_CERTS,
         status_field=_REL_RET_FIELD,
     )
 
@@ -177,21 +181,21 @@ def _write_v3(run: memoryview, request: NeutralRequest, raw: int, outcome: Outco
 
 
 REQ_CERTS_V3 = ExitDecoder(
-    "KVM_EXIT_SNP_REQ_CERTS",
-    KVM_EXIT_SNP_REQ_CERTS_V3,
-    None,
-    "snp",
-    CertificateRequest,
-    _decode_v3,
-    _write_v3,
-    REQ_CERTS_ERRNO_V2,
+    name="KVM_EXIT_SNP_REQ_CERTS",
+    reason=KVM_EXIT_SNP_REQ_CERTS_V3,
+    discriminator=None,
+    vendor="snp",
+    request_type=CertificateRequest,
+    decode=_decode_v3,
+    write=_write_v3,
+    error_space=REQ_CERTS_ERRNO_V2,
     status_field=_V3_RET_FIELD,
 )
 
 # -- v1: KVM_EXIT_COCO 40, nr u8, req_certs {gfn u64, npages u32, ret u32} -----------------
 
 #: ``kvm_run.coco.nr``: the sub-call of the v1/v2 ``KVM_EXIT_COCO``.
-COCO_NR = Discriminator(KVM_EXIT_COCO, _U + 0x00, "<B", "kvm_run.coco.nr")
+COCO_NR = Discriminator(reason=KVM_EXIT_COCO, offset=_U + 0x00, fmt="<B", field="kvm_run.coco.nr")
 
 
 def _decode_v1(run: memoryview) -> NeutralRequest:
@@ -208,14 +212,14 @@ def _write_v1(run: memoryview, request: NeutralRequest, raw: int, outcome: Outco
 
 
 COCO_V1_REQ_CERTS = ExitDecoder(
-    "KVM_EXIT_COCO/KVM_EXIT_COCO_REQ_CERTS",
-    KVM_EXIT_COCO,
-    KVM_EXIT_COCO_REQ_CERTS,
-    "snp",
-    CertificateRequest,
-    _decode_v1,
-    _write_v1,
-    REQ_CERTS_COCO_V1,
+    name="KVM_EXIT_COCO/KVM_EXIT_COCO_REQ_CERTS",
+    reason=KVM_EXIT_COCO,
+    discriminator=KVM_EXIT_COCO_REQ_CERTS,
+    vendor="snp",
+    request_type=CertificateRequest,
+    decode=_decode_v1,
+    write=_write_v1,
+    error_space=REQ_CERTS_COCO_V1,
     status_field=_V1_RET_FIELD,
 )
 
@@ -235,14 +239,14 @@ def _write_v2(run: memoryview, request: NeutralRequest, raw: int, outcome: Outco
 
 
 COCO_V2_REQ_CERTS = ExitDecoder(
-    "KVM_EXIT_COCO/KVM_EXIT_COCO_REQ_CERTS",
-    KVM_EXIT_COCO,
-    KVM_EXIT_COCO_REQ_CERTS,
-    "snp",
-    CertificateRequest,
-    _decode_v2,
-    _write_v2,
-    REQ_CERTS_ERRNO_V2,
+    name="KVM_EXIT_COCO/KVM_EXIT_COCO_REQ_CERTS",
+    reason=KVM_EXIT_COCO,
+    discriminator=KVM_EXIT_COCO_REQ_CERTS,
+    vendor="snp",
+    request_type=CertificateRequest,
+    decode=_decode_v2,
+    write=_write_v2,
+    error_space=REQ_CERTS_ERRNO_V2,
     status_field=_V2_RET_FIELD,
 )
 
@@ -311,14 +315,14 @@ def _decode_sev_term(run: memoryview) -> NeutralRequest:
 
 #: ``KVM_EXIT_SYSTEM_EVENT`` type 6: no completion; handed back untouched without a handler.
 SEV_TERM = ExitDecoder(
-    "KVM_EXIT_SYSTEM_EVENT/KVM_SYSTEM_EVENT_SEV_TERM",
-    KvmExitReason.SYSTEM_EVENT,
-    SystemEventType.SEV_TERM,
-    "snp",
-    Termination,
-    _decode_sev_term,
-    None,
-    None,
+    name="KVM_EXIT_SYSTEM_EVENT/KVM_SYSTEM_EVENT_SEV_TERM",
+    reason=KvmExitReason.SYSTEM_EVENT,
+    discriminator=SystemEventType.SEV_TERM,
+    vendor="snp",
+    request_type=Termination,
+    decode=_decode_sev_term,
+    write=None,
+    error_space=None,
     default_status=None,
 )
 

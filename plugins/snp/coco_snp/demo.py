@@ -28,14 +28,24 @@ import random
 from pathlib import Path
 from typing import Any
 
-from coco_core.demo.env import ConversionLog, DemoEnv
-from coco_core.emulated.guestbuild import GUEST_RAM_SIZE
-from coco_core.emulated.tee import EmulatedGuest, EmulatedTee, TeeCall, fnv1a32
-from coco_core.errors import CoCoError
-from coco_core.kvm.vm import GuestMemory
-from coco_core.model.base import GuestCpu
-from coco_core.requests import CertificateRequest, MemoryConversion, Termination
-from coco_core.status import CoCoStatus
+from coco_core.demo import (
+    GUEST_RAM_SIZE,
+    ConversionLog,
+    DemoEnv,
+    EmulatedGuest,
+    EmulatedTee,
+    TeeCall,
+    fnv1a32,
+)
+from coco_core.kvm import GuestMemory
+from coco_core.plugin import (
+    CertificateRequest,
+    CoCoError,
+    CoCoStatus,
+    GuestCpu,
+    MemoryConversion,
+    Termination,
+)
 from coco_snp.certs.store import CertificateStore
 from coco_snp.certs.table import parse_cert_table, required_pages
 from coco_snp.doorbell import GHCB_ERR_INVALID_EVENT, GHCB_TO_REGS, MSR_PROTOCOL

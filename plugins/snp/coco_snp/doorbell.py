@@ -41,8 +41,14 @@ R11 (``GHCB_MSR_INFO``) name the request (``GHCB_MSR_PSC_REQ`` → ``snp.psc_msr
 
 from __future__ import annotations
 
-from coco_core.emulated.ports import DOORBELL_VMGEXIT_PORT
-from coco_core.model.base import GuestCall, GuestCpu, GuestView, KernelContext, ModelPart
+from coco_core.plugin import (
+    DOORBELL_VMGEXIT_PORT,
+    GuestCall,
+    GuestCpu,
+    GuestView,
+    KernelContext,
+    ModelPart,
+)
 from coco_snp.uapi import GHCB_MSR_INFO_MASK, GHCB_MSR_PSC_REQ, GHCB_MSR_TERM_REQ, SvmVmgexit
 
 __all__ = [
@@ -113,11 +119,12 @@ def _enter_unsupported(ctx: KernelContext, cpu: GuestCpu) -> GuestView:
 
 
 UNSUPPORTED_CALL = GuestCall(
-    UNSUPPORTED,
-    "a VMGEXIT KVM does not know: SW_EXITINFO1=2, SW_EXITINFO2=GHCB_ERR_INVALID_EVENT; an "
+    name=UNSUPPORTED,
+    description="a VMGEXIT KVM does not know: SW_EXITINFO1=2, SW_EXITINFO2=GHCB_ERR_INVALID_EVENT; "
+    "an "
     "unknown MSR-protocol request leaves the GHCB MSR as it was (sev.c, 6.16)",
-    _enter_unsupported,
-    None,
+    enter=_enter_unsupported,
+    resume=None,
 )
 
 #: Everything the emulated TEE needs from SNP in one part (register it with

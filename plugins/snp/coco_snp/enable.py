@@ -15,9 +15,8 @@ import errno
 import fcntl
 import os
 
-from coco_core.errors import ConfigurationError
-from coco_core.kvm import ioctls
-from coco_core.kvm.structs import DeviceAttr
+from coco_core.kvm import DeviceAttr, ioctls
+from coco_core.plugin import ConfigurationError
 from coco_snp.uapi import (
     KVM_SEV_SNP_ENABLE_REQ_CERTS,
     KVM_X86_GRP_SEV,

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import attrs
 
-from coco_core.errorspace import ErrorSpace, Landing
-from coco_core.generic.kvmerrno import Errno
-from coco_core.status import CoCoStatus
+from coco_core.plugin import CoCoStatus, Errno, ErrorSpace, Landing
 from coco_snp.uapi import (
     GHCB_MSR_PSC_RESP,
     GHCB_MSR_PSC_RESP_ERROR,

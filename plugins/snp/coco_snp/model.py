@@ -34,24 +34,23 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from coco_core.generic.kvmerrno import Errno
-from coco_core.generic.uapi import (
+from coco_core.plugin import (
     EXIT_REASON,
     EXIT_UNION_OFFSET,
     EXIT_UNION_SIZE,
-    HypercallNr,
-    KvmExitReason,
-    MapGpaRangeAttr,
-    SystemEventType,
-)
-from coco_core.model.base import (
+    Errno,
     ExitImage,
     GuestCall,
     GuestCpu,
     GuestView,
+    HypercallNr,
     KernelContext,
+    KvmExitReason,
     KvmRunRejected,
+    MapGpaRangeAttr,
     ModelPart,
+    SystemEventType,
+    kernels,
 )
 from coco_snp.ghcb import (
     GHCB_ERR_INVALID_INPUT,
@@ -126,7 +125,7 @@ def _ghcb_error(cpu: GuestCpu, code: int, why: str) -> GuestView:
 
 def _strict_ret(ctx: KernelContext) -> bool:
     """True for kernels that reject unknown MAP_GPA_RANGE ret values (7.2+, §3.4)."""
-    return ctx.generation.startswith("linux-") and ctx.at_least("linux-7.2")
+    return ctx.has(kernels.MAP_GPA_RANGE_RET_CHECKED)
 
 
 # -- snp.ext_guest_request ------------------------------------------------------------------
@@ -172,7 +171,7 @@ def _ext_enter(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
         return _ghcb_error(cpu, GHCB_ERR_INVALID_INPUT, "RAX not page aligned")
     gen = ctx.generation
     if not ctx.vm_state.get(REQ_CERTS_ENABLED) or (
-        gen.startswith("linux-") and not ctx.at_least("linux-7.0")
+        ctx.released and not ctx.has(kernels.SNP_REQ_CERTS_EXIT)
     ):
         # sev.c: with certificates off KVM writes an empty table if RBX != 0; a failed
         # write goes to request_invalid (GHCB_ERR_INVALID_INPUT).
@@ -407,35 +406,36 @@ MODEL = ModelPart(
     vendor="snp",
     calls=(
         GuestCall(
-            "snp.ext_guest_request",
-            "SVM_VMGEXIT_EXT_GUEST_REQUEST: certificates via KVM_EXIT_SNP_REQ_CERTS "
+            name="snp.ext_guest_request",
+            description="SVM_VMGEXIT_EXT_GUEST_REQUEST: certificates via KVM_EXIT_SNP_REQ_CERTS "
             "(arch/x86/kvm/svm/sev.c; kernel-abi.md §3.1, §3.2, §5)",
-            _ext_enter,
-            _ext_resume,
+            enter=_ext_enter,
+            resume=_ext_resume,
         ),
         GuestCall(
-            "snp.psc_msr",
-            "GHCB_MSR_PSC_REQ: one 4 KiB page via KVM_HC_MAP_GPA_RANGE (sev.c; §3.4)",
-            _psc_msr_enter,
-            _psc_msr_resume,
+            name="snp.psc_msr",
+            description="GHCB_MSR_PSC_REQ: one 4 KiB page via KVM_HC_MAP_GPA_RANGE (sev.c; §3.4)",
+            enter=_psc_msr_enter,
+            resume=_psc_msr_resume,
         ),
         GuestCall(
-            "snp.psc",
-            "SVM_VMGEXIT_PSC: batched entries via KVM_HC_MAP_GPA_RANGE (sev.c; §3.4)",
-            _psc_enter,
-            _psc_resume,
+            name="snp.psc",
+            description="SVM_VMGEXIT_PSC: batched entries via KVM_HC_MAP_GPA_RANGE (sev.c; §3.4)",
+            enter=_psc_enter,
+            resume=_psc_resume,
         ),
         GuestCall(
-            "snp.term_msr",
-            "GHCB_MSR_TERM_REQ: KVM_SYSTEM_EVENT_SEV_TERM, data[0] = MSR value (§3.5)",
-            _term("msr"),
-            None,
+            name="snp.term_msr",
+            description="GHCB_MSR_TERM_REQ: KVM_SYSTEM_EVENT_SEV_TERM, data[0] = MSR value (§3.5)",
+            enter=_term("msr"),
+            resume=None,
         ),
         GuestCall(
-            "snp.term_ghcb",
-            "SVM_VMGEXIT_TERM_REQUEST: KVM_SYSTEM_EVENT_SEV_TERM, data[0] = GHCB GPA (§3.5)",
-            _term("ghcb_gpa"),
-            None,
+            name="snp.term_ghcb",
+            description="SVM_VMGEXIT_TERM_REQUEST: KVM_SYSTEM_EVENT_SEV_TERM, data[0] = GHCB GPA "
+            "(§3.5)",
+            enter=_term("ghcb_gpa"),
+            resume=None,
         ),
     ),
 )

@@ -4,13 +4,11 @@
 Imports nothing that needs ``cryptography``: the certificate store and the service are
 imported by the code that uses them, so ``coco --help`` stays fast.
 
-Released kernels (reference/kernel-abi.md §3, §7):
-
-* ``linux-6.16``: SNP host support exists since 6.11; what exits to userspace is
-  ``KVM_SYSTEM_EVENT_SEV_TERM`` and the page-state changes through the core's
-  ``KVM_HC_MAP_GPA_RANGE`` decoder. No certificate exit: KVM answers extended guest
-  requests itself with an empty table.
-* ``linux-7.0`` .. ``linux-7.2``: plus ``KVM_EXIT_SNP_REQ_CERTS`` (43).
+Released kernels: one part per row of :data:`coco_core.kernels.RELEASES`. Every release
+has ``KVM_SYSTEM_EVENT_SEV_TERM`` and the page-state changes through the core's
+``KVM_HC_MAP_GPA_RANGE`` decoder (SNP host support exists since 6.11); a release with
+:data:`~coco_core.kernels.SNP_REQ_CERTS_EXIT` (7.0 on) has ``KVM_EXIT_SNP_REQ_CERTS``
+(43) too. Before that, KVM answers extended guest requests itself with an empty table.
 
 Proposals (``released=False``): each defines its own exit numbers. Their ``exits`` are
 the generic set of Linux 6.16 (0..39, from the core) without ``KVM_EXIT_TDX`` for
@@ -23,19 +21,25 @@ same handlers by naming the ABI.
 
 from __future__ import annotations
 
-from coco_core.abi import AbiPart, CompletionDuty, Discriminator, ExitDecoder
-from coco_core.errorspace import ErrorSpace
-from coco_core.generic.decoders import (
+from coco_core.plugin import (
     HYPERCALL_NR,
+    KVM_RUN_FRAME,
+    MAP_GPA_RANGE_LEGACY,
     SYSTEM_EVENT_TYPE,
+    AbiPart,
+    CompletionDuty,
+    Discriminator,
+    ErrorSpace,
+    ExitDecoder,
+    KvmExitReason,
+    Layout,
+    Registrar,
+    generic_union_members,
+    hookimpl,
+    kernels,
     map_gpa_decoder,
     released_exits,
 )
-from coco_core.generic.kvmerrno import MAP_GPA_RANGE_LEGACY
-from coco_core.generic.uapi import KvmExitReason, generic_union_members
-from coco_core.hookspecs import hookimpl
-from coco_core.layout import Layout
-from coco_core.registry import Registrar
 from coco_snp import complete, doorbell, ghcb
 from coco_snp.model import MODEL
 from coco_snp.uapi import (
@@ -46,70 +50,65 @@ from coco_snp.uapi import (
     union_members,
 )
 
-__all__ = ["PROPOSALS", "RELEASED", "coco_register_vendor", "parts"]
+__all__ = ["PROPOSALS", "coco_register_vendor", "parts"]
 
 _RC = "KVM_EXIT_SNP_REQ_CERTS"
 _COCO = "KVM_EXIT_COCO/KVM_EXIT_COCO_REQ_CERTS"
 _TERM = CompletionDuty(
-    "KVM_EXIT_SYSTEM_EVENT/KVM_SYSTEM_EVENT_SEV_TERM",
-    "(none)",
-    "no completion: the guest asked to terminate (data[0] = GHCB MSR value or GHCB GPA)",
+    exit_name="KVM_EXIT_SYSTEM_EVENT/KVM_SYSTEM_EVENT_SEV_TERM",
+    field="(none)",
+    kernel_action="no completion: the guest asked to terminate (data[0] = GHCB MSR value or GHCB "
+    "GPA)",
 )
 _PSC = CompletionDuty(
-    "KVM_EXIT_HYPERCALL/KVM_HC_MAP_GPA_RANGE (SNP PSC)",
-    "kvm_run.hypercall.ret",
-    "0: entries done (GHCB: cur_page/cur_entry, next batch) or GHCB_MSR_PSC_RESP; "
+    exit_name="KVM_EXIT_HYPERCALL/KVM_HC_MAP_GPA_RANGE (SNP PSC)",
+    field="kvm_run.hypercall.ret",
+    kernel_action="0: entries done (GHCB: cur_page/cur_entry, next batch) or GHCB_MSR_PSC_RESP; "
     "non-zero: VMGEXIT_PSC_ERROR_GENERIC or GHCB_MSR_PSC_RESP_ERROR (no retry on SNP)",
 )
 _REQ_CERTS_DUTY = CompletionDuty(
-    _RC,
-    "kvm_run.snp_req_certs.ret, kvm_run.snp_req_certs.npages",
-    "ret → SW_EXITINFO2 table (0: firmware called; ENOSPC: INVALID_LEN; EAGAIN: BUSY; "
+    exit_name=_RC,
+    field="kvm_run.snp_req_certs.ret, kvm_run.snp_req_certs.npages",
+    kernel_action="ret → SW_EXITINFO2 table (0: firmware called; ENOSPC: INVALID_LEN; EAGAIN: "
+    "BUSY; "
     "EIO: GENERIC); ENOSPC: RBX ← npages",
-    "unknown ret: KVM_RUN -EINVAL",
+    rejects="unknown ret: KVM_RUN -EINVAL",
 )
 _GUEST_SPACES: tuple[ErrorSpace, ...] = (ghcb.GHCB_VMM, ghcb.PSC, ghcb.GHCB_MSR_PSC)
 
-#: Released kernels: name → (source, listing order). Orders match the core's parts.
-RELEASED = {
-    "linux-6.16": ("Linux 6.16 (2025-07): SEV_TERM; SNP host support since 6.11", "2025-07"),
-    "linux-7.0": ("Linux 7.0 (2026-04), include/uapi/linux/kvm.h", "2026-04"),
-    "linux-7.1": ("Linux 7.1 (2026-06), include/uapi/linux/kvm.h", "2026-06"),
-    "linux-7.2": ("Linux 7.2 (2026-08), linux-libc-dev 7.2.13", "2026-08"),
-}
 
-
-def _released(abi: str) -> AbiPart:
-    source, order = RELEASED[abi]
-    if abi == "linux-6.16":
+def _released(k: kernels.Kernel) -> AbiPart:
+    """The SNP part of released kernel ``k``."""
+    source = f"Linux {k.name.removeprefix('linux-')} ({k.date}), {k.header}"
+    if not kernels.has(k.name, kernels.SNP_REQ_CERTS_EXIT):
         return AbiPart(
-            abi=abi,
+            abi=k.name,
             vendor="snp",
-            source=source,
+            source=f"{source}: SEV_TERM; SNP host support since 6.11",
             released=True,
             error_spaces=(ghcb.PSC, ghcb.GHCB_MSR_PSC),
             duties=(_PSC, _TERM),
             decoders=(complete.SEV_TERM,),
             notes=("no KVM_EXIT_SNP_REQ_CERTS: KVM writes an empty table (24 zero bytes)",),
-            order=order,
+            order=k.date,
         )
     return AbiPart(
-        abi=abi,
+        abi=k.name,
         vendor="snp",
         source=source,
         released=True,
         exits={_RC: KVM_EXIT_SNP_REQ_CERTS},
-        union_members=union_members(abi),
+        union_members=union_members("released"),
         error_spaces=(ghcb.REQ_CERTS, *_GUEST_SPACES),
         duties=(_REQ_CERTS_DUTY, _PSC, _TERM),
         decoders=(complete.REQ_CERTS_DECODER, complete.SEV_TERM),
         notes=("enable with KVM_SEV_SNP_ENABLE_REQ_CERTS (103, computed) before any vCPU exists",),
-        order=order,
+        order=k.date,
     )
 
 
 def _generic_exits(with_tdx: bool) -> dict[str, int]:
-    exits = released_exits("linux-6.16")
+    exits = released_exits("linux-6.16")  # the tree every proposal was posted against
     if not with_tdx:
         del exits["KVM_EXIT_TDX"]
     return exits
@@ -140,36 +139,42 @@ def _proposal(
         union_members=members,
         error_spaces=(space, guest, ghcb.PSC, ghcb.GHCB_MSR_PSC, MAP_GPA_RANGE_LEGACY),
         duties=(duty, _PSC, _TERM),
-        decoders=(decoder, complete.SEV_TERM, map_gpa_decoder(legacy=True)),
+        decoders=(decoder, complete.SEV_TERM, map_gpa_decoder(ret_checked=False)),
         discriminators=(HYPERCALL_NR, SYSTEM_EVENT_TYPE, *discriminators),
         notes=notes,
         order=order,
+        frame=KVM_RUN_FRAME,
     )
 
 
 def _proposals() -> tuple[AbiPart, ...]:
     pre_tdx = _generic_exits(with_tdx=False)
     v1_duty = CompletionDuty(
-        _COCO,
-        "kvm_run.coco.req_certs.ret (u32), kvm_run.coco.req_certs.npages",
-        "ret is the GHCB VMM error: 0 firmware called; ERR_INVALID_LEN (1): RBX ← npages; "
+        exit_name=_COCO,
+        field="kvm_run.coco.req_certs.ret (u32), kvm_run.coco.req_certs.npages",
+        kernel_action="ret is the GHCB VMM error: 0 firmware called; ERR_INVALID_LEN (1): RBX ← "
+        "npages; "
         "ERR_GENERIC (1 << 31): SW_EXITINFO2 = BIT(31) << 32",
-        "no check (inferred)",
+        rejects="no check (inferred)",
     )
     v2_duty = CompletionDuty(
-        _COCO,
-        "kvm_run.coco.ret (u32), kvm_run.coco.req_certs.npages",
-        "errno: ENOSPC: INVALID_LEN and RBX ← npages; EAGAIN: BUSY; other non-zero: GENERIC",
-        "no check: other values are the generic error",
+        exit_name=_COCO,
+        field="kvm_run.coco.ret (u32), kvm_run.coco.req_certs.npages",
+        kernel_action="errno: ENOSPC: INVALID_LEN and RBX ← npages; EAGAIN: BUSY; other non-zero: "
+        "GENERIC",
+        rejects="no check: other values are the generic error",
     )
     v3_duty = CompletionDuty(
-        _RC,
-        "kvm_run.snp_req_certs.ret (u32), kvm_run.snp_req_certs.npages (u32)",
-        v2_duty.kernel_action,
-        "no check (inferred from v2)",
+        exit_name=_RC,
+        field="kvm_run.snp_req_certs.ret (u32), kvm_run.snp_req_certs.npages (u32)",
+        kernel_action=v2_duty.kernel_action,
+        rejects="no check (inferred from v2)",
     )
     v6_duty = CompletionDuty(
-        _RC, "kvm_run.snp_req_certs.ret, .npages (u64)", v2_duty.kernel_action, "UNVERIFIED"
+        exit_name=_RC,
+        field="kvm_run.snp_req_certs.ret, .npages (u64)",
+        kernel_action=v2_duty.kernel_action,
+        rejects="UNVERIFIED",
     )
     cover = "thread 'SEV-SNP: Add KVM support for attestation and KVM_EXIT_COCO'"
     v3_notes = ("KVM_CAP_EXIT_SNP_REQ_CERTS 239 enables it", "gfn, not gpa: gpa = gfn << 12")
@@ -270,7 +275,7 @@ PROPOSALS = (
 
 def parts() -> tuple[AbiPart, ...]:
     """Every ABI part this plugin contributes, released first."""
-    return (*(_released(abi) for abi in RELEASED), *_proposals())
+    return (*(_released(k) for k in kernels.released()), *_proposals())
 
 
 @hookimpl

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from coco_core.errors import CoCoError, DecodeError
+from coco_core.plugin import CoCoError, DecodeError
 from coco_snp.certs.tcb import Product, TcbVersion, UnknownProductError
 
 __all__ = [

@@ -26,9 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeAlias
 from uuid import UUID
 
-from coco_core.model.base import GuestMemoryLike
-from coco_core.requests import CertificateRequest
-from coco_core.status import CoCoStatus, Outcome
+from coco_core.plugin import CertificateRequest, CoCoStatus, GuestMemoryLike, Outcome
 from coco_snp.certs.table import (
     PAGE_SIZE,
     CertTableError,

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import enum
 
-from coco_core.layout import U8, U32, U64, CStruct, Layout, c_field, c_struct, struct_of, union_of
+from coco_core.plugin import U8, U32, U64, CStruct, Layout, c_field, c_struct, struct_of, union_of
 
 __all__ = [
     "GHCB_MSR_INFO_MASK",
@@ -332,11 +332,11 @@ UNION_MEMBERS: dict[str, dict[str, Layout]] = {
 
 
 def union_members(abi: str) -> dict[str, Layout]:
-    """The SNP union members of ``abi`` (``linux-7.x`` share the released one).
+    """The SNP union members of ``abi``: ``released`` (every release with the exit), or a proposal.
 
     v4 and v5 share v3's layout, v7 the released one.
     """
-    if abi.startswith("linux-") or abi == "snp-req-certs-v7":
+    if abi in ("released", "snp-req-certs-v7"):
         return dict(UNION_MEMBERS["released"])
     if abi in ("snp-req-certs-v4", "snp-req-certs-v5"):
         return dict(UNION_MEMBERS["snp-req-certs-v3"])

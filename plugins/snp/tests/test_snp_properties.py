@@ -8,6 +8,7 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from coco_core import kernels
 from coco_core.dispatch import Dispatcher
 from coco_core.generic.uapi import KVM_RUN_SIZE
 from coco_core.kvm.vm import GuestMemory
@@ -22,7 +23,7 @@ from coco_snp.model import REQ_CERTS_ENABLED
 from coco_snp.service import CertificateService
 
 REG = Registry.from_plugins([plugin])
-ABIS = [*plugin.RELEASED, *plugin.PROPOSALS]
+ABIS = [*(k.name for k in kernels.released()), *plugin.PROPOSALS]
 RAM = 0x10000
 # A two-page table so that both "too small" and "fits" happen.
 TABLE = build_cert_table([(CertTableKind.VCEK, b"\x30" * 5000), (CertTableKind.ARK, b"\x31" * 100)])

@@ -21,7 +21,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from coco_core.errors import CoCoError
+from coco_core.plugin import CoCoError
 
 __all__ = ["configure_parser"]
 

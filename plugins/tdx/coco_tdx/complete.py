@@ -29,22 +29,22 @@ import struct
 
 import attrs
 
-from coco_core.abi import Discriminator, ExitDecoder, StatusField
-from coco_core.generic.uapi import (
+from coco_core.plugin import (
     EXIT_UNION_OFFSET,
+    Discriminator,
+    EventNotifySetup,
+    ExitDecoder,
     KvmExitReason,
     KvmSystemEventExit,
-    SystemEventType,
-)
-from coco_core.requests import (
-    EventNotifySetup,
     NeutralRequest,
+    Outcome,
     QuoteRequest,
+    StatusField,
+    SystemEventType,
     TdvmcallInfoQuery,
     Termination,
     VendorSpecific,
 )
-from coco_core.status import Outcome
 from coco_tdx.ghci import TDVMCALL, TdvmcallStatus
 from coco_tdx.uapi import (
     TDX_NR_OFFSET,
@@ -81,15 +81,17 @@ _RET = struct.Struct("<Q")
 #: ret, leaf (written back unchanged), r11, r12, r13, r14: one pack at offset 48
 _INFO = struct.Struct("<6Q")
 # a plain status is ``ret`` alone for every writer but GetTdVmCallInfo's
-_GQ_RET = StatusField(TDX_RET_OFFSET, "<Q", "kvm_run.tdx.get_quote.ret")
-_SEN_RET = StatusField(TDX_RET_OFFSET, "<Q", "kvm_run.tdx.setup_event_notify.ret")
-_UNKNOWN_RET = StatusField(TDX_RET_OFFSET, "<Q", "kvm_run.tdx.unknown.ret")
-_GQ_RET_2025 = StatusField(_U, "<Q", "kvm_run.tdx_get_quote.ret")
-_SEN_RET_2025 = StatusField(_U, "<Q", "kvm_run.tdx_setup_event_notify.ret")
+_GQ_RET = StatusField(offset=TDX_RET_OFFSET, fmt="<Q", field="kvm_run.tdx.get_quote.ret")
+_SEN_RET = StatusField(offset=TDX_RET_OFFSET, fmt="<Q", field="kvm_run.tdx.setup_event_notify.ret")
+_UNKNOWN_RET = StatusField(offset=TDX_RET_OFFSET, fmt="<Q", field="kvm_run.tdx.unknown.ret")
+_GQ_RET_2025 = StatusField(offset=_U, fmt="<Q", field="kvm_run.tdx_get_quote.ret")
+_SEN_RET_2025 = StatusField(offset=_U, fmt="<Q", field="kvm_run.tdx_setup_event_notify.ret")
 _U64_MASK = (1 << 64) - 1
 
 #: where ``KVM_EXIT_TDX`` keeps its sub-call: ``kvm_run.tdx.nr`` (§1.3: offset 40)
-TDX_NR = Discriminator(KvmExitReason.TDX, TDX_NR_OFFSET, "<Q", "kvm_run.tdx.nr")
+TDX_NR = Discriminator(
+    reason=KvmExitReason.TDX, offset=TDX_NR_OFFSET, fmt="<Q", field="kvm_run.tdx.nr"
+)
 
 
 # -- KVM_EXIT_TDX ------------------------------------------------------------------------
@@ -169,48 +171,48 @@ def _write_tdvmcall_info(
 
 
 GET_QUOTE = ExitDecoder(
-    "KVM_EXIT_TDX/GET_QUOTE",
-    KvmExitReason.TDX,
-    TdvmcallLeaf.GET_QUOTE,
-    "tdx",
-    QuoteRequest,
-    _decode_get_quote,
-    _write_ret,
-    TDVMCALL,
+    name="KVM_EXIT_TDX/GET_QUOTE",
+    reason=KvmExitReason.TDX,
+    discriminator=TdvmcallLeaf.GET_QUOTE,
+    vendor="tdx",
+    request_type=QuoteRequest,
+    decode=_decode_get_quote,
+    write=_write_ret,
+    error_space=TDVMCALL,
     status_field=_GQ_RET,
 )
 SETUP_EVENT_NOTIFY = ExitDecoder(
-    "KVM_EXIT_TDX/SETUP_EVENT_NOTIFY_INTERRUPT",
-    KvmExitReason.TDX,
-    TdvmcallLeaf.SETUP_EVENT_NOTIFY_INTERRUPT,
-    "tdx",
-    EventNotifySetup,
-    _decode_setup_event_notify,
-    _write_ret,
-    TDVMCALL,
+    name="KVM_EXIT_TDX/SETUP_EVENT_NOTIFY_INTERRUPT",
+    reason=KvmExitReason.TDX,
+    discriminator=TdvmcallLeaf.SETUP_EVENT_NOTIFY_INTERRUPT,
+    vendor="tdx",
+    request_type=EventNotifySetup,
+    decode=_decode_setup_event_notify,
+    write=_write_ret,
+    error_space=TDVMCALL,
     status_field=_SEN_RET,
 )
 GET_TDVMCALL_INFO = ExitDecoder(
-    "KVM_EXIT_TDX/GET_TD_VM_CALL_INFO",
-    KvmExitReason.TDX,
-    TdvmcallLeaf.GET_TD_VM_CALL_INFO,
-    "tdx",
-    TdvmcallInfoQuery,
-    _decode_get_tdvmcall_info,
-    _write_tdvmcall_info,
-    TDVMCALL,
+    name="KVM_EXIT_TDX/GET_TD_VM_CALL_INFO",
+    reason=KvmExitReason.TDX,
+    discriminator=TdvmcallLeaf.GET_TD_VM_CALL_INFO,
+    vendor="tdx",
+    request_type=TdvmcallInfoQuery,
+    decode=_decode_get_tdvmcall_info,
+    write=_write_tdvmcall_info,
+    error_space=TDVMCALL,
 )
 #: Any other ``nr``: a VMM may answer it (``d.on(VendorSpecific, ...)``);
 #: otherwise it is handed back untouched and ``ret`` stays SUBFUNC_UNSUPPORTED.
 UNKNOWN_NR = ExitDecoder(
-    "KVM_EXIT_TDX/unknown",
-    KvmExitReason.TDX,
-    None,
-    "tdx",
-    VendorSpecific,
-    _decode_unknown,
-    _write_ret,
-    TDVMCALL,
+    name="KVM_EXIT_TDX/unknown",
+    reason=KvmExitReason.TDX,
+    discriminator=None,
+    vendor="tdx",
+    request_type=VendorSpecific,
+    decode=_decode_unknown,
+    write=_write_ret,
+    error_space=TDVMCALL,
     default_status=None,
     fallback=True,
     status_field=_UNKNOWN_RET,
@@ -272,14 +274,14 @@ def _decode_fatal(run: memoryview) -> NeutralRequest:
 #: Fatal errors are handed back to the VMM when it has no Termination handler:
 #: a guest panic must not pass silently. Nothing is ever written.
 TDX_FATAL = ExitDecoder(
-    "KVM_EXIT_SYSTEM_EVENT/KVM_SYSTEM_EVENT_TDX_FATAL",
-    KvmExitReason.SYSTEM_EVENT,
-    SystemEventType.TDX_FATAL,
-    "tdx",
-    Termination,
-    _decode_fatal,
-    None,
-    None,
+    name="KVM_EXIT_SYSTEM_EVENT/KVM_SYSTEM_EVENT_TDX_FATAL",
+    reason=KvmExitReason.SYSTEM_EVENT,
+    discriminator=SystemEventType.TDX_FATAL,
+    vendor="tdx",
+    request_type=Termination,
+    decode=_decode_fatal,
+    write=None,
+    error_space=None,
     default_status=None,
 )
 
@@ -310,25 +312,25 @@ def _write_ret_2025(
 
 PROPOSAL_2025_DECODERS = (
     ExitDecoder(
-        "KVM_EXIT_TDX_GET_QUOTE",
-        ProposalExit2025.TDX_GET_QUOTE,
-        None,
-        "tdx",
-        QuoteRequest,
-        _decode_get_quote_2025,
-        _write_ret_2025,
-        TDVMCALL,
+        name="KVM_EXIT_TDX_GET_QUOTE",
+        reason=ProposalExit2025.TDX_GET_QUOTE,
+        discriminator=None,
+        vendor="tdx",
+        request_type=QuoteRequest,
+        decode=_decode_get_quote_2025,
+        write=_write_ret_2025,
+        error_space=TDVMCALL,
         status_field=_GQ_RET_2025,
     ),
     ExitDecoder(
-        "KVM_EXIT_TDX_SETUP_EVENT_NOTIFY",
-        ProposalExit2025.TDX_SETUP_EVENT_NOTIFY,
-        None,
-        "tdx",
-        EventNotifySetup,
-        _decode_setup_event_notify_2025,
-        _write_ret_2025,
-        TDVMCALL,
+        name="KVM_EXIT_TDX_SETUP_EVENT_NOTIFY",
+        reason=ProposalExit2025.TDX_SETUP_EVENT_NOTIFY,
+        discriminator=None,
+        vendor="tdx",
+        request_type=EventNotifySetup,
+        decode=_decode_setup_event_notify_2025,
+        write=_write_ret_2025,
+        error_space=TDVMCALL,
         status_field=_SEN_RET_2025,
     ),
 )

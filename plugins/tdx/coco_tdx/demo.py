@@ -31,14 +31,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coco_core.demo.env import ConversionLog, DemoEnv
-from coco_core.emulated.guestbuild import GUEST_RAM_SIZE
-from coco_core.emulated.tee import EmulatedGuest, EmulatedRun, EmulatedTee, TeeCall, fnv1a32
-from coco_core.errors import CoCoError
-from coco_core.kvm.vm import GuestMemory
-from coco_core.model.base import GuestCpu
-from coco_core.requests import MemoryConversion, TdvmcallInfoQuery, Termination
-from coco_core.status import CoCoStatus
+from coco_core.demo import (
+    GUEST_RAM_SIZE,
+    ConversionLog,
+    DemoEnv,
+    EmulatedGuest,
+    EmulatedRun,
+    EmulatedTee,
+    TeeCall,
+    fnv1a32,
+)
+from coco_core.kvm import GuestMemory
+from coco_core.plugin import (
+    CoCoError,
+    CoCoStatus,
+    GuestCpu,
+    MemoryConversion,
+    TdvmcallInfoQuery,
+    Termination,
+)
 from coco_tdx.ghci import TDVMCALL, GetQuoteStatus, TdvmcallStatus
 from coco_tdx.qgs.client import QgsClient, UnixAddress
 from coco_tdx.qgs.dev import DevQgsServer

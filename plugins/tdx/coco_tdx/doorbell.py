@@ -32,8 +32,14 @@ status instead, which the GHCI allows (the Linux guest polls too).
 
 from __future__ import annotations
 
-from coco_core.emulated.ports import DOORBELL_TDVMCALL_PORT
-from coco_core.model.base import GuestCall, GuestCpu, GuestView, KernelContext, ModelPart
+from coco_core.plugin import (
+    DOORBELL_TDVMCALL_PORT,
+    GuestCall,
+    GuestCpu,
+    GuestView,
+    KernelContext,
+    ModelPart,
+)
 from coco_tdx.ghci import TDVMCALL, TdvmcallStatus
 from coco_tdx.uapi import TdvmcallLeaf
 
@@ -79,11 +85,11 @@ def _enter_unsupported(ctx: KernelContext, cpu: GuestCpu) -> GuestView:
 
 
 UNSUPPORTED_CALL = GuestCall(
-    UNSUPPORTED,
-    "a TDG.VP.VMCALL KVM does not forward (unknown leaf, or R10 != 0): R10 = "
+    name=UNSUPPORTED,
+    description="a TDG.VP.VMCALL KVM does not forward (unknown leaf, or R10 != 0): R10 = "
     "SUBFUNC_UNSUPPORTED, answered in the kernel (tdx.c handle_tdvmcall, 6.16)",
-    _enter_unsupported,
-    None,
+    enter=_enter_unsupported,
+    resume=None,
 )
 
 #: Everything the emulated TEE needs from TDX in one part (register it with

@@ -41,16 +41,12 @@ from __future__ import annotations
 
 import enum
 
-from coco_core.errorspace import ErrorSpace, Landing
-from coco_core.generic.kvmerrno import Errno
-from coco_core.model.base import generation_key
-from coco_core.status import CoCoStatus
+from coco_core.plugin import CoCoStatus, Errno, ErrorSpace, Landing, kernels
 from coco_tdx.qgs.wire import QgsMsgError
 
 __all__ = [
     "GET_QUOTE_STATUS",
     "GPAW_SHARED_BIT",
-    "MAP_GPA_ERRNO_GENERATION",
     "QGS",
     "TDVMCALL",
     "GetQuoteStatus",
@@ -192,15 +188,12 @@ def shared_bit(gpaw: int = 48) -> int:
 
 # -- MapGPA: what the guest sees for a hypercall.ret, per generation --------------------
 
-#: First kernel that translates MAP_GPA_RANGE ``ret`` as errno (kvm-x86 misc
-#: 3e2dec1ede0a, applied 2026-05-29; release 7.2 inferred, kernel-abi.md §2.5).
-MAP_GPA_ERRNO_GENERATION = "linux-7.2"
-
 
 def map_gpa_guest_status(generation: str, ret: int) -> TdvmcallStatus | None:
     """What ``tdx_complete_vmcall_map_gpa()`` makes of ``hypercall.ret``.
 
-    :param generation: the kernel, as an ABI name (``linux-6.16`` ... ``linux-7.2``).
+    :param generation: the kernel, as an ABI name (``linux-6.16`` ... ``linux-7.2``, or
+        a proposal, which predates the errno rule).
     :param ret: the u64 userspace wrote.
     :returns: ``SUCCESS`` for a chunk done (KVM then advances), ``RETRY`` or
         ``INVALID_OPERAND`` for an error (R11 = next GPA), or None when
@@ -208,8 +201,8 @@ def map_gpa_guest_status(generation: str, ret: int) -> TdvmcallStatus | None:
     """
     if ret == 0:
         return TdvmcallStatus.SUCCESS
-    if generation_key(generation) < generation_key(MAP_GPA_ERRNO_GENERATION):
-        return TdvmcallStatus.INVALID_OPERAND  # v6.16-7.1: any non-zero value
+    if not kernels.has(generation, kernels.MAP_GPA_RANGE_RET_CHECKED):
+        return TdvmcallStatus.INVALID_OPERAND  # before 7.2: any non-zero value
     if ret == Errno.EAGAIN:
         return TdvmcallStatus.RETRY
     if ret == Errno.EINVAL:

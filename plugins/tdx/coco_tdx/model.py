@@ -25,26 +25,24 @@ from __future__ import annotations
 
 import struct
 
-from coco_core.generic.uapi import (
+from coco_core.plugin import (
     EXIT_REASON,
     EXIT_UNION_OFFSET,
     EXIT_UNION_SIZE,
     KVM_EXIT_HYPERCALL_LONG_MODE,
-    HypercallNr,
-    KvmExitReason,
-    KvmHypercallExit,
-    KvmSystemEventExit,
-    MapGpaRangeAttr,
-    SystemEventType,
-)
-from coco_core.model.base import (
     ExitImage,
     GuestCall,
     GuestCpu,
     GuestView,
+    HypercallNr,
     KernelContext,
+    KvmExitReason,
+    KvmHypercallExit,
     KvmRunRejected,
+    KvmSystemEventExit,
+    MapGpaRangeAttr,
     ModelPart,
+    SystemEventType,
 )
 from coco_tdx.ghci import TDVMCALL, TdvmcallStatus, map_gpa_guest_status
 from coco_tdx.uapi import TDX_RET_OFFSET, KvmTdxExit, TdvmcallLeaf
@@ -251,36 +249,38 @@ MODEL = ModelPart(
     vendor="tdx",
     calls=(
         GuestCall(
-            "tdx.get_quote",
-            "TDG.VP.VMCALL<GetQuote> (R12 shared GPA, R13 size) → KVM_EXIT_TDX; "
+            name="tdx.get_quote",
+            description="TDG.VP.VMCALL<GetQuote> (R12 shared GPA, R13 size) → KVM_EXIT_TDX; "
             "tdx.c tdx_get_quote",
-            _enter_get_quote,
-            _resume_simple,
+            enter=_enter_get_quote,
+            resume=_resume_simple,
         ),
         GuestCall(
-            "tdx.get_tdvmcall_info",
-            "TDG.VP.VMCALL<GetTdVmCallInfo> (R12 leaf): leaf 0 in KVM, leaf 1 → KVM_EXIT_TDX",
-            _enter_get_tdvmcall_info,
-            _resume_get_tdvmcall_info,
+            name="tdx.get_tdvmcall_info",
+            description="TDG.VP.VMCALL<GetTdVmCallInfo> (R12 leaf): leaf 0 in KVM, leaf 1 → "
+            "KVM_EXIT_TDX",
+            enter=_enter_get_tdvmcall_info,
+            resume=_resume_get_tdvmcall_info,
         ),
         GuestCall(
-            "tdx.setup_event_notify",
-            "TDG.VP.VMCALL<SetupEventNotifyInterrupt> (R12 vector 32..255) → KVM_EXIT_TDX",
-            _enter_setup_event_notify,
-            _resume_simple,
+            name="tdx.setup_event_notify",
+            description="TDG.VP.VMCALL<SetupEventNotifyInterrupt> (R12 vector 32..255) → "
+            "KVM_EXIT_TDX",
+            enter=_enter_setup_event_notify,
+            resume=_resume_simple,
         ),
         GuestCall(
-            "tdx.map_gpa",
-            "TDG.VP.VMCALL<MapGPA> (R12 GPA with shared bit, R13 size) → one "
+            name="tdx.map_gpa",
+            description="TDG.VP.VMCALL<MapGPA> (R12 GPA with shared bit, R13 size) → one "
             "KVM_EXIT_HYPERCALL per 2 MiB; tdx.c tdx_map_gpa",
-            _enter_map_gpa,
-            _resume_map_gpa,
+            enter=_enter_map_gpa,
+            resume=_resume_map_gpa,
         ),
         GuestCall(
-            "tdx.report_fatal_error",
-            "TDG.VP.VMCALL<ReportFatalError> → KVM_EXIT_SYSTEM_EVENT type 7, 16 GPRs",
-            _enter_report_fatal_error,
-            None,
+            name="tdx.report_fatal_error",
+            description="TDG.VP.VMCALL<ReportFatalError> → KVM_EXIT_SYSTEM_EVENT type 7, 16 GPRs",
+            enter=_enter_report_fatal_error,
+            resume=None,
         ),
     ),
 )

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The TDX plugin's registration: vendor, ABIs, error spaces, kernel model, CLI.
 
-For every released kernel (Linux 6.16 .. 7.2) the plugin contributes
+For every released kernel with :data:`~coco_core.kernels.TDX_EXIT` (one row of
+:data:`coco_core.kernels.RELEASES` each; Linux 6.16 on) the plugin contributes
 ``KVM_EXIT_TDX`` (40) with its ``tdx`` union member, the ``nr`` discriminator,
 decoders for GetQuote, SetupEventNotifyInterrupt, GetTdVmCallInfo and any other
 ``nr``, the ``KVM_SYSTEM_EVENT_TDX_FATAL`` decoder, and KVM's completion
@@ -14,10 +15,15 @@ The 2025 separate-exit proposal is registered as ABI
 
 from __future__ import annotations
 
-from coco_core.abi import AbiPart, CompletionDuty
-from coco_core.generic.uapi import KvmExitReason
-from coco_core.hookspecs import hookimpl
-from coco_core.registry import Registrar
+from coco_core.plugin import (
+    KVM_RUN_FRAME,
+    AbiPart,
+    CompletionDuty,
+    KvmExitReason,
+    Registrar,
+    hookimpl,
+    kernels,
+)
 from coco_tdx import doorbell
 from coco_tdx.complete import PROPOSAL_2025_DECODERS, RELEASED_DECODERS, TDX_NR
 from coco_tdx.ghci import GET_QUOTE_STATUS, QGS, TDVMCALL
@@ -31,39 +37,32 @@ from coco_tdx.uapi import (
     tdx_union_members,
 )
 
-__all__ = ["PROPOSAL_2025_ABI", "RELEASED_ABIS", "coco_register_vendor"]
+__all__ = ["PROPOSAL_2025_ABI", "coco_register_vendor"]
 
-#: Released kernels and the sort keys the core uses for them (coco_core/_builtin.py).
-RELEASED_ABIS = {
-    "linux-6.16": "2025-07",
-    "linux-7.0": "2026-04",
-    "linux-7.1": "2026-06",
-    "linux-7.2": "2026-08",
-}
 PROPOSAL_2025_ABI = "tdx-separate-exits-2025"
 
 _DUTIES = (
     CompletionDuty(
-        "KVM_EXIT_TDX/*",
-        "kvm_run.tdx.*.ret",
-        "tdx.*.ret → R10 verbatim (no validation; tdx_complete_simple)",
+        exit_name="KVM_EXIT_TDX/*",
+        field="kvm_run.tdx.*.ret",
+        kernel_action="tdx.*.ret → R10 verbatim (no validation; tdx_complete_simple)",
     ),
     CompletionDuty(
-        "KVM_EXIT_TDX/GET_TD_VM_CALL_INFO",
-        "kvm_run.tdx.get_tdvmcall_info.{ret,r11,r12,r13,r14}",
-        "ret → R10; get_tdvmcall_info r11..r14 → R11..R14 "
+        exit_name="KVM_EXIT_TDX/GET_TD_VM_CALL_INFO",
+        field="kvm_run.tdx.get_tdvmcall_info.{ret,r11,r12,r13,r14}",
+        kernel_action="ret → R10; get_tdvmcall_info r11..r14 → R11..R14 "
         "(tdx_complete_get_td_vm_call_info); KVM pre-fills SUCCESS and zeros",
     ),
     CompletionDuty(
-        "KVM_EXIT_TDX/unknown",
-        "kvm_run.tdx.unknown.ret",
-        "unknown nr: leave ret = SUBFUNC_UNSUPPORTED (pre-filled) and re-enter "
+        exit_name="KVM_EXIT_TDX/unknown",
+        field="kvm_run.tdx.unknown.ret",
+        kernel_action="unknown nr: leave ret = SUBFUNC_UNSUPPORTED (pre-filled) and re-enter "
         "(api.rst: userspace need not do anything)",
     ),
     CompletionDuty(
-        "KVM_EXIT_SYSTEM_EVENT/KVM_SYSTEM_EVENT_TDX_FATAL",
-        "(none)",
-        "no completion: the TD does not run again (QEMU treats it as a guest panic)",
+        exit_name="KVM_EXIT_SYSTEM_EVENT/KVM_SYSTEM_EVENT_TDX_FATAL",
+        field="(none)",
+        kernel_action="no completion: the TD does not run again (QEMU treats it as a guest panic)",
     ),
 )
 
@@ -76,9 +75,9 @@ _RELEASED_NOTES = (
 )
 
 
-def _released_part(abi: str, order: str) -> AbiPart:
+def _released_part(k: kernels.Kernel) -> AbiPart:
     return AbiPart(
-        abi=abi,
+        abi=k.name,
         vendor="tdx",
         source=TDX_SOURCE + "; arch/x86/kvm/vmx/tdx.c (kvm-x86), reference/kernel-abi.md §2",
         released=True,
@@ -89,7 +88,7 @@ def _released_part(abi: str, order: str) -> AbiPart:
         decoders=RELEASED_DECODERS,
         discriminators=(TDX_NR,),
         notes=_RELEASED_NOTES,
-        order=order,
+        order=k.date,
     )
 
 
@@ -104,9 +103,9 @@ def _proposal_part() -> AbiPart:
         error_spaces=(TDVMCALL, GET_QUOTE_STATUS, QGS),
         duties=(
             CompletionDuty(
-                "KVM_EXIT_TDX_GET_QUOTE / KVM_EXIT_TDX_SETUP_EVENT_NOTIFY",
-                "kvm_run.tdx_get_quote.ret (setup_event_notify.ret aliases it)",
-                "ret → R10 verbatim (tdx_complete_tdcall_common)",
+                exit_name="KVM_EXIT_TDX_GET_QUOTE / KVM_EXIT_TDX_SETUP_EVENT_NOTIFY",
+                field="kvm_run.tdx_get_quote.ret (setup_event_notify.ret aliases it)",
+                kernel_action="ret → R10 verbatim (tdx_complete_tdcall_common)",
             ),
         ),
         decoders=PROPOSAL_2025_DECODERS,
@@ -124,6 +123,7 @@ def _proposal_part() -> AbiPart:
             "in the released ABI (the core's part is not registered for this name).",
         ),
         order="2025-04",
+        frame=KVM_RUN_FRAME,
     )
 
 
@@ -131,8 +131,9 @@ def _proposal_part() -> AbiPart:
 def coco_register_vendor(registrar: Registrar) -> None:
     """Register TDX: the vendor, its ABIs, the kernel model and ``coco tdx``."""
     registrar.add_vendor("tdx", "Intel TDX")
-    for abi, order in RELEASED_ABIS.items():
-        registrar.add_abi(_released_part(abi, order))
+    for k in kernels.released():
+        if kernels.has(k.name, kernels.TDX_EXIT):
+            registrar.add_abi(_released_part(k))
     registrar.add_abi(_proposal_part())
     # The kernel's calls, and the emulated TEE's doorbell routing as a second part.
     registrar.add_model(MODEL)

@@ -37,11 +37,16 @@ from typing import Any, Protocol
 
 import attrs
 
-from coco_core.dispatch import Dispatcher, Result
-from coco_core.exits import CompletionError
-from coco_core.model.base import GuestMemoryLike
-from coco_core.requests import EventNotifySetup, QuoteRequest, TdvmcallInfoQuery
-from coco_core.status import CoCoStatus, Outcome
+from coco_core import Dispatcher, Result
+from coco_core.plugin import (
+    CoCoStatus,
+    CompletionError,
+    EventNotifySetup,
+    GuestMemoryLike,
+    Outcome,
+    QuoteRequest,
+    TdvmcallInfoQuery,
+)
 from coco_tdx.complete import TdvmcallInfo
 from coco_tdx.ghci import GET_QUOTE_STATUS, QGS, TdvmcallStatus
 from coco_tdx.qgs.client import QgsClient, QgsTimeout, QgsUnavailable

@@ -46,8 +46,17 @@ from __future__ import annotations
 
 import enum
 
-from coco_core.generic.uapi import EXIT_UNION_OFFSET
-from coco_core.layout import U8, U64, CStruct, Layout, c_field, c_struct, struct_of, union_of
+from coco_core.plugin import (
+    EXIT_UNION_OFFSET,
+    U8,
+    U64,
+    CStruct,
+    Layout,
+    c_field,
+    c_struct,
+    struct_of,
+    union_of,
+)
 
 __all__ = [
     "PROPOSAL_2025_SOURCE",

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from coco_core.review.render import render_c
+
 import pytest
 
 from coco_core.generic.uapi import KVM_RUN_SIZE, kvm_run_layout
@@ -62,7 +64,7 @@ def test_flat_struct_mirrors_the_unknown_view() -> None:
 
 def test_render_c_reads_like_the_header() -> None:
     """The nested layout renders with the four named views of the anonymous union."""
-    text = TDX_LAYOUT.render_c()
+    text = render_c(TDX_LAYOUT)
     for view in ("unknown", "get_quote", "get_tdvmcall_info", "setup_event_notify"):
         assert f"}} {view};" in text
 

@@ -27,23 +27,38 @@ it unchanged.
 
 from __future__ import annotations
 
-from coco_core.abi import AbiPart, CompletionDuty, ExitDecoder, StatusField
-from coco_core.errorspace import ErrorSpace, Landing
-from coco_core.generic.uapi import EXIT_REASON, EXIT_UNION_OFFSET, EXIT_UNION_SIZE
-from coco_core.hookspecs import hookimpl
-from coco_core.layout import U32, U64, CStruct, Layout, c_field, c_struct
-from coco_core.model.base import (
+from coco_core.plugin import (
+    EXIT_REASON,
+    EXIT_UNION_OFFSET,
+    EXIT_UNION_SIZE,
+    KVM_RUN_FRAME,
+    U32,
+    U64,
+    AbiPart,
+    CoCoStatus,
+    CompletionDuty,
+    CStruct,
+    ErrorSpace,
+    ExitDecoder,
     ExitImage,
     GuestCall,
     GuestCpu,
     GuestView,
     KernelContext,
     KvmRunRejected,
+    Landing,
+    Layout,
     ModelPart,
+    NeutralRequest,
+    Outcome,
+    QuoteRequest,
+    Registrar,
+    StatusField,
+    c_field,
+    c_struct,
+    hookimpl,
+    run_offset,
 )
-from coco_core.registry import Registrar
-from coco_core.requests import NeutralRequest, QuoteRequest
-from coco_core.status import CoCoStatus, Outcome
 
 __all__ = [
     "ABI",
@@ -78,7 +93,7 @@ class KvmExitExampleAttest(CStruct):
 
 
 _U = EXIT_UNION_OFFSET
-_RET = _U + 0x0C  # kvm_run.example_attest.ret
+_RET = run_offset(KvmExitExampleAttest, "ret")  # kvm_run.example_attest.ret
 _unpack = KvmExitExampleAttest._c_struct.unpack_from
 
 #: ``kvm_run.example_attest.ret``: the value KVM copies into the guest's RAX.
@@ -116,17 +131,15 @@ def _write_attest(
 
 
 ATTEST = ExitDecoder(
-    "KVM_EXIT_EXAMPLE_ATTEST",
-    KVM_EXIT_EXAMPLE_ATTEST,
-    None,
-    "example",
-    QuoteRequest,
-    _decode_attest,
-    _write_attest,
-    EXAMPLE_STATUS,
-    # _write_attest writes only ret for a plain status, so the dispatcher may
-    # pack it itself; the conformance kit checks the two agree.
-    status_field=StatusField(_RET, "<I", "kvm_run.example_attest.ret"),
+    name="KVM_EXIT_EXAMPLE_ATTEST",
+    reason=KVM_EXIT_EXAMPLE_ATTEST,
+    discriminator=None,
+    vendor="example",
+    request_type=QuoteRequest,
+    decode=_decode_attest,
+    write=_write_attest,
+    error_space=EXAMPLE_STATUS,
+    status_field=StatusField(offset=_RET, fmt="<I", field="kvm_run.example_attest.ret"),
 )
 
 
@@ -158,13 +171,13 @@ def _resume_attest(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
 
 
 MODEL = ModelPart(
-    "example",
-    (
+    vendor="example",
+    calls=(
         GuestCall(
-            "example.attest",
-            "ask for evidence over a shared buffer (fictitious, " + SOURCE + ")",
-            _enter_attest,
-            _resume_attest,
+            name="example.attest",
+            description="ask for evidence over a shared buffer (fictitious, " + SOURCE + ")",
+            enter=_enter_attest,
+            resume=_resume_attest,
             since=ABI,
         ),
     ),
@@ -186,13 +199,14 @@ def coco_register_vendor(registrar: Registrar) -> None:
             error_spaces=(EXAMPLE_STATUS,),
             duties=(
                 CompletionDuty(
-                    "KVM_EXIT_EXAMPLE_ATTEST",
-                    "kvm_run.example_attest.ret",
-                    "copied verbatim into the guest's RAX",
-                    "values other than EXAMPLE_* fail KVM_RUN with EINVAL (fictitious)",
+                    exit_name="KVM_EXIT_EXAMPLE_ATTEST",
+                    field="kvm_run.example_attest.ret",
+                    kernel_action="copied verbatim into the guest's RAX",
+                    rejects="values other than EXAMPLE_* fail KVM_RUN with EINVAL (fictitious)",
                 ),
             ),
             decoders=(ATTEST,),
+            frame=KVM_RUN_FRAME,
             notes=("KVM_EXIT_EXAMPLE_ATTEST 44 is unallocated in mainline Linux",),
             order="9999-example",
         )

@@ -42,7 +42,7 @@ from types import TracebackType
 
 import attrs
 
-from coco_core.errors import CoCoError
+from coco_core.plugin import CoCoError
 
 __all__ = [
     "CertificateFileError",

@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 
-from coco_core.errors import CoCoError, DecodeError
+from coco_core.plugin import CoCoError, DecodeError
 from coco_snp.certs.tcb import Product, TcbVersion, UnknownProductError
 from coco_snp.report import AttestationReport, SigningKey
 

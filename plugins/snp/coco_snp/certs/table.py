@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from coco_core.errors import DecodeError
+from coco_core.plugin import DecodeError
 
 __all__ = [
     "ENTRY_SIZE",

@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from coco_core.errors import CoCoError, DecodeError
+from coco_core.plugin import CoCoError, DecodeError
 
 __all__ = ["Product", "TcbError", "TcbLayout", "TcbVersion", "UnknownProductError"]
 

@@ -29,7 +29,7 @@ import struct
 
 import attrs
 
-from coco_core.errors import CoCoError
+from coco_core.plugin import CoCoError
 
 __all__ = [
     "GET_QUOTE_FIXED_SIZE",

@@ -14,7 +14,7 @@ from coco_core.generic.uapi import (
     KvmIoExit,
     KvmMemoryFaultExit,
     KvmMsrExit,
-    KvmRunHeader,
+    KvmRun,
     KvmSystemEventExit,
     MapGpaRangeAttr,
     SystemEventType,
@@ -26,7 +26,8 @@ from coco_core.generic.uapi import (
 def test_kvm_run_constants() -> None:
     """exit_reason sits at 8, the union at 32..288, and sizeof(kvm_run) is 2352."""
     assert (EXIT_REASON, EXIT_UNION_OFFSET, EXIT_UNION_SIZE, KVM_RUN_SIZE) == (8, 32, 256, 2352)
-    assert KvmRunHeader.c_size() == EXIT_UNION_OFFSET
+    assert KvmRun.offset_of("apic_base") + KvmRun.size_of("apic_base") == EXIT_UNION_OFFSET
+    assert KvmRun.c_size() == KVM_RUN_SIZE
 
 
 def test_exit_reason_numbers() -> None:

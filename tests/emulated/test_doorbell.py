@@ -9,15 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from coco_core.emulated import doorbell, guestbuild
-from coco_core.emulated.doorbell import (
-    DOORBELL_TDVMCALL_PORT,
-    DOORBELL_VMGEXIT_PORT,
-    RESULT_PORT,
-    DoorbellRouter,
-    UnexpectedExit,
-)
-from coco_core.emulated.guestbuild import GuestBuildError, boot_guest, build_guest
+from coco_core.emulated import guestbuild, ports
+from coco_core.emulated.doorbell import DoorbellRouter
+from coco_core.emulated.guestbuild import boot_guest, build_guest
+from coco_core.emulated.ports import DOORBELL_TDVMCALL_PORT, DOORBELL_VMGEXIT_PORT, RESULT_PORT
+from coco_core.errors import GuestBuildError, UnexpectedExit
 from coco_core.kvm.runloop import RunLoop, StopReason
 from coco_core.kvm.structs import Regs
 from coco_core.kvm.system import Kvm
@@ -39,12 +35,12 @@ def _router() -> DoorbellRouter:
 
 
 def test_equ_values_match_python() -> None:
-    """The .equ port numbers in doorbell.S equal the constants in doorbell.py."""
+    """The .equ port numbers in doorbell.S equal the constants in ports.py."""
     text = (guestbuild.GUEST_DIR / "doorbell.S").read_text()
     equs = {m[1]: int(m[2], 0) for m in re.finditer(r"\.equ\s+(\w+),\s*(\w+)", text)}
     assert equs
     for name, value in equs.items():
-        assert getattr(doorbell, name) == value, name
+        assert getattr(ports, name) == value, name
 
 
 @pytest.mark.requires_kvm

@@ -16,7 +16,7 @@ from coco_core.review.gcc import find_header_dir, header_defines, header_offsets
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
 
-_REPO = Path(__file__).resolve().parent.parent
+_REPO = Path(__file__).resolve().parents[2]
 _SOURCES = "deb http://deb.debian.org/debian unstable main\n"
 
 

@@ -91,7 +91,7 @@ def test_map_gpa_range_pages_are_4k_whatever_the_page_size_hint() -> None:
     struct.pack_into("<I", run, 8, 3)  # KVM_EXIT_HYPERCALL
     # kvm_run.hypercall at 32: nr=12, args[0]=gpa, args[1]=512, args[2]=ENCRYPTED|PAGE_SZ_2M
     struct.pack_into("<QQQQ", run, 32, 12, 0x200000, 512, 0x10 | 0x1)
-    req = map_gpa_decoder(legacy=False).decode(memoryview(run))
+    req = map_gpa_decoder(ret_checked=True).decode(memoryview(run))
     assert isinstance(req, MemoryConversion)
     assert (req.gpa, req.npages, req.to_private, req.page_size) == (0x200000, 512, True, 1 << 21)
     assert req.size == 2 << 20

@@ -12,13 +12,8 @@ import pytest
 
 from coco_core.errors import ConfigurationError
 from coco_core.layout import U32, U64, struct_of
-from coco_core.review.compare import (
-    ImportedAbi,
-    compare_abis,
-    compare_layouts,
-    history,
-    render_history,
-)
+from coco_core.review.compare import ImportedAbi, compare_abis, compare_layouts
+from coco_core.review.history import history, render_history
 
 
 def _fixtures() -> ModuleType:
@@ -68,7 +63,7 @@ def test_exit_numbers_spaces_and_duties() -> None:
     assert [raw for raw, _, _ in space.collisions] == [1]
     assert ("RETRY", 1 << 31, 11) in space.translations
     assert ("RETRY", "ERROR") in space.fallbacks_a
-    assert {d.exit for d in c.duties} == {"KVM_EXIT_COCO", "KVM_EXIT_SNP_REQ_CERTS"}
+    assert {d.exit_name for d in c.duties} == {"KVM_EXIT_COCO", "KVM_EXIT_SNP_REQ_CERTS"}
     assert c.differs
 
 

@@ -7,6 +7,7 @@ import types
 
 from coco_core.abi import AbiPart, CompletionDuty, ExitDecoder
 from coco_core.errorspace import ErrorSpace, Landing
+from coco_core.generic.uapi import KVM_RUN_FRAME
 from coco_core.hookspecs import hookimpl
 from coco_core.layout import U8, U32, U64, struct_of, union_of
 from coco_core.registry import Registrar, Registry
@@ -32,10 +33,10 @@ REQ_CERTS = struct_of(
 )
 
 V1_SPACE = ErrorSpace(
-    "test.coco_v1",
-    "v1 hybrid codes",
-    32,
-    Landing.KVM_RUN_TRANSLATED,
+    id="test.coco_v1",
+    title="v1 hybrid codes",
+    width=32,
+    landing=Landing.KVM_RUN_TRANSLATED,
     names={0: "OK", 1: "KVM_EXIT_COCO_REQ_CERTS_ERR_INVALID_LEN", 1 << 31: "ERR_GENERIC"},
     primary={
         CoCoStatus.OK: 0,
@@ -49,10 +50,10 @@ V1_SPACE = ErrorSpace(
     },
 )
 ERRNO_SPACE = ErrorSpace(
-    "test.errno",
-    "errno",
-    64,
-    Landing.KVM_RUN_TRANSLATED,
+    id="test.errno",
+    title="errno",
+    width=64,
+    landing=Landing.KVM_RUN_TRANSLATED,
     names={0: "0", 5: "EIO", 11: "EAGAIN", 28: "ENOSPC", 1: "EPERM"},
     primary={
         CoCoStatus.OK: 0,
@@ -74,7 +75,16 @@ def _decode(run: memoryview) -> NeutralRequest:
 
 
 def _decoder(name: str, reason: int, space: ErrorSpace) -> ExitDecoder:
-    return ExitDecoder(name, reason, None, "snp", CertificateRequest, _decode, None, space)
+    return ExitDecoder(
+        name=name,
+        reason=reason,
+        discriminator=None,
+        vendor="snp",
+        request_type=CertificateRequest,
+        decode=_decode,
+        write=None,
+        error_space=space,
+    )
 
 
 V1 = AbiPart(
@@ -85,9 +95,16 @@ V1 = AbiPart(
     exits={"KVM_EXIT_COCO": 40},
     union_members={"coco": V1_COCO},
     error_spaces=(V1_SPACE,),
-    duties=(CompletionDuty("KVM_EXIT_COCO", "kvm_run.coco.req_certs.ret", "translates ret"),),
+    duties=(
+        CompletionDuty(
+            exit_name="KVM_EXIT_COCO",
+            field="kvm_run.coco.req_certs.ret",
+            kernel_action="translates ret",
+        ),
+    ),
     decoders=(_decoder("KVM_EXIT_COCO", 40, V1_SPACE),),
     order="2024-06",
+    frame=KVM_RUN_FRAME,
 )
 RELEASED = AbiPart(
     abi="test-snp-released",
@@ -98,10 +115,15 @@ RELEASED = AbiPart(
     union_members={"snp_req_certs": REQ_CERTS},
     error_spaces=(ERRNO_SPACE,),
     duties=(
-        CompletionDuty("KVM_EXIT_SNP_REQ_CERTS", "kvm_run.snp_req_certs.ret", "sets SW_EXITINFO2"),
+        CompletionDuty(
+            exit_name="KVM_EXIT_SNP_REQ_CERTS",
+            field="kvm_run.snp_req_certs.ret",
+            kernel_action="sets SW_EXITINFO2",
+        ),
     ),
     decoders=(_decoder("KVM_EXIT_SNP_REQ_CERTS", 43, ERRNO_SPACE),),
     order="2026-01",
+    frame=KVM_RUN_FRAME,
 )
 
 

@@ -26,7 +26,7 @@ class TestExampleConformance(PluginConformance):
     entry_point = "example"
     vendor = "example"
     capabilities = frozenset({"get_quote"})
-    goldens = Golden.load_dir(__file__, "example_plugin/golden")
+    goldens = Golden.load_dir(__file__, "../example_plugin/golden")
 
 
 def test_dispatcher_from_entry_points_handles_the_example_exit() -> None:

@@ -1,0 +1,214 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The one way a completion is written: status or Outcome → vendor value → ``kvm_run``.
+
+A :class:`Completion` is built once per decoder. The dispatcher (for every
+exit) and :meth:`CoCoExit.complete <coco_core.exits.CoCoExit.complete>` (for a
+VMM answering by hand) both write through it:
+
+* :meth:`Completion.complete` never raises: a plain :class:`CoCoStatus` is one
+  ``pack_into`` into the decoder's :class:`~coco_core.abi.StatusField` (or one
+  ``write`` call); an :class:`Outcome` is checked first (its fields must have
+  the types they are documented with, an explicit ``vendor_code`` must be a
+  code of the space for that status); anything else a handler returned, and
+  any failure of the plugin's ``write``, completes with the vendor's generic
+  error (``ERROR``) and is logged with what was returned.
+* :meth:`Completion.write` is the strict form: it raises :class:`CodeError`
+  for a vendor code the space does not allow, and returns what it wrote.
+
+Nothing is written for an exit without a completion (port I/O, termination).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import attrs
+
+from coco_core.abi import ExitDecoder
+from coco_core.errors import CodeError
+from coco_core.requests import NeutralRequest
+from coco_core.status import CoCoStatus, Outcome
+
+__all__ = ["Completed", "Completion", "Result", "outcome_problem", "write_completion"]
+
+log = logging.getLogger("coco_core.completion")
+
+#: What a handler returns.
+Result = CoCoStatus | Outcome
+
+_OPTIONAL_INTS = ("size_needed", "vendor_code", "value")
+
+
+@attrs.frozen
+class Completed:
+    """What a completion wrote: the status, the raw value and its name.
+
+    ``raw`` is None when the exit has no completion (termination) or was left
+    untouched for the VMM.
+    """
+
+    status: CoCoStatus | None
+    raw: int | None
+    raw_name: str | None
+    outcome: Outcome | None = None
+
+
+def outcome_problem(result: object) -> str | None:
+    """Why ``result`` is not a valid handler answer, or None if it is one.
+
+    A valid answer is a :class:`CoCoStatus`, or an :class:`Outcome` whose
+    ``status`` is one and whose ``size_needed``, ``vendor_code`` and ``value``
+    are each None or an ``int`` (not a ``bool``), with callables as
+    ``after_kernel_completion``.
+    """
+    if type(result) is CoCoStatus:
+        return None
+    if not isinstance(result, Outcome):
+        return f"{result!r} is not a CoCoStatus or Outcome"
+    if type(result.status) is not CoCoStatus:
+        return f"Outcome.status {result.status!r} is not a CoCoStatus"
+    for name in _OPTIONAL_INTS:
+        value = getattr(result, name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            return f"Outcome.{name} {value!r} is not an int"
+    callbacks = result.after_kernel_completion
+    if not isinstance(callbacks, tuple) or not all(callable(cb) for cb in callbacks):
+        return f"Outcome.after_kernel_completion {callbacks!r} is not a tuple of callables"
+    return None
+
+
+class Completion:
+    """How the exits of one decoder are completed; built once, used for every exit.
+
+    :param decoder: the decoder whose ``write``, error space and status field it uses.
+    """
+
+    __slots__ = ("decoder", "encode", "name", "put", "put_at", "space", "writes")
+
+    def __init__(self, decoder: ExitDecoder) -> None:
+        self.decoder = decoder
+        self.name = decoder.name
+        self.space = decoder.error_space
+        #: status -> raw value, the space's encode table as a plain dict
+        self.encode: dict[CoCoStatus, int] = (
+            {s: self.space.encode(s) for s in CoCoStatus} if self.space is not None else {}
+        )
+        #: False for exits with no completion (nothing is ever written)
+        self.writes = decoder.write is not None and self.space is not None
+        field = decoder.status_field
+        #: a plain status is one pack_into here, when the decoder names the field
+        self.put = field.writer if field is not None and self.writes else None
+        self.put_at = field.offset if field is not None else 0
+
+    # -- the per-exit path ----------------------------------------------------------------
+
+    def complete(
+        self, run: memoryview | bytearray, request: NeutralRequest, result: object
+    ) -> Result:
+        """Write ``result`` into ``run``; return what was written (``ERROR`` if it had to be).
+
+        Never raises: a malformed result, a vendor code the space refuses, or
+        a ``write`` that fails is logged and completed with ``ERROR``.
+        """
+        if type(result) is CoCoStatus:
+            put = self.put
+            if put is not None:
+                put(run, self.put_at, self.encode[result])
+                return result
+            if not self.writes:
+                return result
+        problem = outcome_problem(result)
+        if problem is not None:
+            log.error("%s: handler returned %s; answering ERROR", self.name, problem)
+            return self.fail(run, request)
+        assert isinstance(result, CoCoStatus | Outcome)
+        if not self.writes:
+            return result
+        try:
+            self.write(run, request, result)
+        except CodeError as exc:
+            log.error(
+                "%s: handler's vendor code rejected (%s); completing with ERROR", self.name, exc
+            )
+            return self.fail(run, request)
+        except Exception:  # a plugin's write() failing on a handler's value: log, answer ERROR
+            log.exception("%s: completion of %r failed; completing with ERROR", self.name, result)
+            return self.fail(run, request)
+        return result
+
+    def fail(self, run: memoryview | bytearray, request: NeutralRequest) -> CoCoStatus:
+        """Write the vendor's generic error (the decoder's ``ERROR`` code), if it has one.
+
+        Never raises; returns ``ERROR``.
+        """
+        if self.writes:
+            try:
+                self._put_raw(run, request, self.encode[CoCoStatus.ERROR], None)
+            except Exception:  # a broken write(): nothing more can be done for this exit
+                log.exception("%s: could not even write ERROR", self.name)
+        return CoCoStatus.ERROR
+
+    def _put_raw(
+        self,
+        run: memoryview | bytearray,
+        request: NeutralRequest,
+        raw: int,
+        outcome: Outcome | None,
+    ) -> None:
+        write = self.decoder.write
+        assert write is not None
+        if outcome is None and self.put is not None:
+            self.put(run, self.put_at, raw)
+        else:
+            write(run, request, raw, outcome)  # type: ignore[arg-type]  # bytearray works too
+
+    # -- the strict form ------------------------------------------------------------------
+
+    def raw_for(self, result: Result) -> int | None:
+        """The raw value ``result`` is written as (None for an exit with no completion).
+
+        :raises CodeError: an explicit ``vendor_code`` that is not a code of the
+            space for that status.
+        """
+        if not self.writes:
+            return None
+        assert self.space is not None
+        if isinstance(result, CoCoStatus):
+            return self.encode[result]
+        if result.vendor_code is not None:
+            return self.space.check_vendor_code(result.vendor_code, result.status)
+        return self.encode[result.status]
+
+    def write(
+        self, run: memoryview | bytearray, request: NeutralRequest, result: Result
+    ) -> Completed:
+        """Encode ``result`` with the decoder's error space and write it.
+
+        :raises CodeError: an explicit ``vendor_code`` that is not a code of the
+            space for that status.
+        """
+        raw = self.raw_for(result)
+        outcome = None if isinstance(result, CoCoStatus) else result
+        if raw is not None:
+            self._put_raw(run, request, raw, outcome)
+        return self.record(result, raw)
+
+    def record(self, result: Result, raw: int | None = None) -> Completed:
+        """The :class:`Completed` of ``result`` (``raw`` as written, or as it would be)."""
+        status = result if isinstance(result, CoCoStatus) else result.status
+        outcome = None if isinstance(result, CoCoStatus) else result
+        if raw is None and self.writes:
+            raw = self.raw_for(result)
+        name = self.space.name_of(raw) if self.space is not None and raw is not None else None
+        return Completed(status, raw, name, outcome)
+
+
+def write_completion(
+    decoder: ExitDecoder, run: memoryview | bytearray, request: NeutralRequest, result: Result
+) -> Completed:
+    """Encode ``result`` with ``decoder``'s error space and write it (not the hot path).
+
+    :raises CodeError: an explicit ``vendor_code`` that is not a code of the
+        space for that status.
+    """
+    return Completion(decoder).write(run, request, result)
