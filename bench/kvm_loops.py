@@ -44,8 +44,8 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from coco_core.emulated.ports import PINGPONG_PORT, RESULT_PORT
 from coco_core.emulated.guestbuild import boot_guest, build_guest
+from coco_core.emulated.ports import PINGPONG_PORT, RESULT_PORT
 from coco_core.generic.uapi import KVM_EXIT_IO_IN, KvmExitReason
 from coco_core.kvm import ioctls
 from coco_core.kvm.probe import usable

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from coco_core.review.render import render_c
-
 import pytest
 
 from coco_core.generic.uapi import KVM_RUN_SIZE, kvm_run_layout
+from coco_core.review.render import render_c
 from coco_tdx.uapi import (
     TDX_LAYOUT,
     KvmTdxExit,
