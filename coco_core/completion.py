@@ -83,7 +83,7 @@ class Completion:
     :param decoder: the decoder whose ``write``, error space and status field it uses.
     """
 
-    __slots__ = ("decoder", "encode", "name", "put", "put_at", "space", "writes")
+    __slots__ = ("decoder", "encode", "name", "put", "put_at", "space", "write_back", "writes")
 
     def __init__(self, decoder: ExitDecoder) -> None:
         self.decoder = decoder
@@ -95,6 +95,8 @@ class Completion:
         )
         #: False for exits with no completion (nothing is ever written)
         self.writes = decoder.write is not None and self.space is not None
+        #: the plugin's write(), or None for an exit with no completion
+        self.write_back = decoder.write if self.writes else None
         field = decoder.status_field
         #: a plain status is one pack_into here, when the decoder names the field
         self.put = field.writer if field is not None and self.writes else None
@@ -114,9 +116,9 @@ class Completion:
             put = self.put
             if put is not None:
                 put(run, self.put_at, self.encode[result])
-                return result
-            if not self.writes:
-                return result
+            elif self.write_back is not None:
+                self.write_back(run, request, self.encode[result], None)  # type: ignore[arg-type]
+            return result
         problem = outcome_problem(result)
         if problem is not None:
             log.error("%s: handler returned %s; answering ERROR", self.name, problem)
@@ -155,7 +157,7 @@ class Completion:
         raw: int,
         outcome: Outcome | None,
     ) -> None:
-        write = self.decoder.write
+        write = self.write_back
         assert write is not None
         if outcome is None and self.put is not None:
             self.put(run, self.put_at, raw)

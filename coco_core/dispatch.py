@@ -2,12 +2,13 @@
 """The dispatcher: decode, call the VMM's handler, complete. No pluggy on this path.
 
 One table, built once from the registry for one vendor under one ABI, maps
-``(exit reason, sub-call number)`` to the handling function of that exit (a
-bound :meth:`_Exit.handle`). Per exit the work is: read ``exit_reason`` (and
-the sub-call number where the exit has one), one dict lookup, one
-``unpack_from`` in the plugin's decoder, one handler call, one completion write
-(:mod:`coco_core.completion`). :meth:`Dispatcher.on` and the
-:attr:`Dispatcher.tracer` change what the table's exits call, never the table.
+an exit reason to its exit (:class:`_Exit`: decoder, the VMM's handler,
+completion), or, for an exit with sub-calls, to the exits of its sub-call
+numbers (:class:`_SubCalls`). Per exit the work is: read ``exit_reason``, one
+dict lookup (two with a sub-call number), one ``unpack_from`` in the plugin's
+decoder, one handler call, one completion write (:mod:`coco_core.completion`).
+:meth:`Dispatcher.on` and the :attr:`Dispatcher.tracer` change what the
+table's exits call, never the table.
 
 The dispatcher never raises for guest-controlled input. A handler that raises
 or returns something that is not an answer, and a decoder that fails, are
@@ -25,7 +26,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from coco_core.abi import ExitDecoder, RunFrame
+from coco_core.abi import Discriminator, ExitDecoder, RunFrame
 from coco_core.completion import Completion, Result
 from coco_core.errors import ConfigurationError
 from coco_core.exits import CoCoExit
@@ -43,8 +44,6 @@ R = TypeVar("R", bound=NeutralRequest)
 Handler = Callable[[Any, Any], Result]
 #: called with a completed :class:`CoCoExit` after each exit
 Tracer = Callable[[CoCoExit], None]
-#: a sub-call reader: ``(unpack_from, offset)``
-_SubCall = tuple[Callable[[Any, int], tuple[int, ...]], int]
 
 _U32 = struct.Struct("<I")
 
@@ -53,6 +52,7 @@ class _Exit:
     """One claimed ``(reason, sub-call)``: its decoder, the VMM's handler, its completion."""
 
     __slots__ = (
+        "complete",
         "completion",
         "decode",
         "decoder",
@@ -61,6 +61,7 @@ class _Exit:
         "handler",
         "name",
         "reason",
+        "tracer",
     )
 
     def __init__(self, dispatcher: Dispatcher, decoder: ExitDecoder) -> None:
@@ -74,6 +75,9 @@ class _Exit:
         #: the VMM's handler, set by Dispatcher.on()
         self.handler: Handler | None = None
         self.completion = Completion(decoder)
+        self.complete = self.completion.complete
+        #: the dispatcher's tracer, kept here by Dispatcher.tracer's setter
+        self.tracer: Tracer | None = None
 
     def handle(self, run: memoryview | bytearray, context: Any) -> Result | Unsupported:
         """Decode, answer, complete one exit (see the module docstring)."""
@@ -97,10 +101,34 @@ class _Exit:
             except Exception:  # the documented rule: log, answer ERROR, keep running
                 log.exception("%s: handler raised for %r; answering ERROR", self.name, request)
                 result = CoCoStatus.ERROR
-        done = self.completion.complete(run, request, result)
-        if self.dispatcher.tracer is not None:
+        done = self.complete(run, request, result)
+        if self.tracer is not None:
             self.dispatcher._trace(self, run, request, done)
         return done
+
+
+class _SubCalls:
+    """The exits of one exit reason that carries a sub-call number (TDX ``nr``...)."""
+
+    __slots__ = ("at", "dispatcher", "exits", "fallback", "read", "reason")
+
+    def __init__(self, dispatcher: Dispatcher, reason: int, where: Discriminator) -> None:
+        self.dispatcher = dispatcher
+        self.reason = reason
+        self.read = where.reader.unpack_from
+        self.at = where.offset
+        #: sub-call number -> its exit
+        self.exits: dict[int, _Exit] = {}
+        #: the exit of the decoder for numbers nobody else claims
+        self.fallback: _Exit | None = None
+
+    def number(self, run: memoryview | bytearray) -> int:
+        """The sub-call number in ``run``."""
+        return int(self.read(run, self.at)[0])
+
+    def find(self, run: memoryview | bytearray) -> _Exit | None:
+        """The exit of the sub-call number in ``run`` (the fallback's if none claims it)."""
+        return self.exits.get(self.read(run, self.at)[0], self.fallback)
 
 
 class Dispatcher:
@@ -133,31 +161,43 @@ class Dispatcher:
         self.registry = registry
         self.vendor = vendor
         self.abi = abi
-        #: called with a :class:`CoCoExit` after each completion, or None
-        self.tracer: Tracer | None = tracer
+        self._tracer: Tracer | None = None
         self._frame: RunFrame = frame
         self._reason_at = frame.exit_reason
         discs = the_abi.discriminators
-        self._subcalls: dict[int, _SubCall] = {}
         self._exits: list[_Exit] = []
-        #: the one table: (reason, sub-call number or None) -> the exit
-        self._table: dict[tuple[int, int | None], _Exit] = {}
-        #: reason -> the exit of the decoder for sub-calls nobody else claims
-        self._fallbacks: dict[int, _Exit] = {}
+        #: the one table: exit reason -> its exit, or the exits of its sub-calls
+        self._table: dict[int, _Exit | _SubCalls] = {}
         for (reason, disc), dec in registry.decoders_for(abi, vendor).items():
-            if disc is not None or dec.fallback:
-                where = discs.get(reason)
-                if where is None:
-                    raise ConfigurationError(
-                        f"{dec.name}: exit {reason} has sub-calls but no registered discriminator"
-                    )
-                self._subcalls[int(reason)] = (where.reader.unpack_from, where.offset)
             ex = _Exit(self, dec)
             self._exits.append(ex)
+            if disc is None and not dec.fallback:
+                self._table[int(reason)] = ex
+                continue
+            where = discs.get(reason)
+            if where is None:
+                raise ConfigurationError(
+                    f"{dec.name}: exit {reason} has sub-calls but no registered discriminator"
+                )
+            sub = self._table.setdefault(int(reason), _SubCalls(self, int(reason), where))
+            assert isinstance(sub, _SubCalls)
             if dec.fallback:
-                self._fallbacks[int(reason)] = ex
+                sub.fallback = ex
             else:
-                self._table[(int(reason), None if disc is None else int(disc))] = ex
+                assert disc is not None
+                sub.exits[int(disc)] = ex
+        self.tracer = tracer
+
+    @property
+    def tracer(self) -> Tracer | None:
+        """Called with a :class:`CoCoExit` after each completion, or None."""
+        return self._tracer
+
+    @tracer.setter
+    def tracer(self, tracer: Tracer | None) -> None:
+        self._tracer = tracer
+        for ex in self._exits:
+            ex.tracer = tracer
 
     # -- handlers -------------------------------------------------------------------
 
@@ -198,16 +238,19 @@ class Dispatcher:
             the default status used when the VMM registered no handler, or
             :class:`Unsupported` (untouched) for an exit no plugin claims.
         """
-        ex = self._find(run)
-        if ex is None:
-            return self._unclaimed(run, _U32.unpack_from(run, self._reason_at)[0])
-        return ex.handle(run, context)
+        reason = _U32.unpack_from(run, self._reason_at)[0]
+        entry = self._table.get(reason)
+        if type(entry) is _SubCalls:  # the second lookup, by sub-call number
+            entry = entry.exits.get(entry.read(run, entry.at)[0], entry.fallback)
+        if entry is None:
+            return self._unclaimed(run, reason)
+        return entry.handle(run, context)  # type: ignore[union-attr]  # an _Exit now
 
     # -- the rest -------------------------------------------------------------------
 
     def _sub_of(self, run: memoryview | bytearray, reason: int) -> int | None:
-        where = self._subcalls.get(reason)
-        return None if where is None else where[0](run, where[1])[0]
+        entry = self._table.get(reason)
+        return entry.number(run) if isinstance(entry, _SubCalls) else None
 
     def _unclaimed(self, run: memoryview | bytearray, reason: int) -> Unsupported:
         frame = self._frame
@@ -217,7 +260,7 @@ class Dispatcher:
     def _trace(
         self, ex: _Exit, run: memoryview | bytearray, request: NeutralRequest, result: Result
     ) -> None:
-        tracer = self.tracer
+        tracer = self._tracer
         if tracer is None:
             return
         try:
@@ -240,12 +283,9 @@ class Dispatcher:
             log.exception("%s: tracer failed; the exit stays completed", ex.name)
 
     def _find(self, run: memoryview | bytearray) -> _Exit | None:
-        """The exit ``run`` holds: its reason and sub-call number, one table lookup."""
-        reason = _U32.unpack_from(run, self._reason_at)[0]
-        where = self._subcalls.get(reason)
-        if where is None:
-            return self._table.get((reason, None))
-        return self._table.get((reason, where[0](run, where[1])[0])) or self._fallbacks.get(reason)
+        """The exit ``run`` holds, as :meth:`dispatch` finds it."""
+        entry = self._table.get(_U32.unpack_from(run, self._reason_at)[0])
+        return entry.find(run) if isinstance(entry, _SubCalls) else entry
 
     def decode(self, run: memoryview | bytearray) -> CoCoExit:
         """Decode without handling, for a VMM that answers by hand with ``ev.complete()``."""
