@@ -34,6 +34,10 @@ from coco_core.errors import LayoutError
 __all__ = [
     "CHAR",
     "C_FIELD",
+    "C_SCALARS",
+    "C_SYNONYMS",
+    "S8",
+    "S16",
     "S32",
     "S64",
     "U8",
@@ -48,6 +52,7 @@ __all__ = [
     "Member",
     "MemberSpec",
     "c_field",
+    "c_scalar",
     "c_struct",
     "scalar",
     "struct_of",
@@ -73,26 +78,101 @@ class CType:
         return self.size
 
 
-# include/uapi/asm-generic/int-ll64.h (Linux 7.2): __u8 .. __u64 are the
-# fixed-width unsigned types every kvm_run member uses.
+    @property
+    def is_byte(self) -> bool:
+        """True for ``__u8`` and ``char``: arrays of them decode as ``bytes``."""
+        return self.ctype in (ctypes.c_uint8, ctypes.c_char)
+
+
+# include/uapi/asm-generic/int-ll64.h (Linux 7.2): __u8 .. __s64 are the
+# fixed-width types every kvm_run member uses.
 U8 = CType("__u8", 1, "B", ctypes.c_uint8)
 U16 = CType("__u16", 2, "H", ctypes.c_uint16)
 U32 = CType("__u32", 4, "I", ctypes.c_uint32)
 U64 = CType("__u64", 8, "Q", ctypes.c_uint64)
+S8 = CType("__s8", 1, "b", ctypes.c_int8)
+S16 = CType("__s16", 2, "h", ctypes.c_int16)
 S32 = CType("__s32", 4, "i", ctypes.c_int32)
 S64 = CType("__s64", 8, "q", ctypes.c_int64)
-CHAR = CType("char", 1, "B", ctypes.c_char)
+#: ``char`` is signed on x86-64 (System V psABI, 3.1.2; unsigned on arm64 and RISC-V).
+CHAR = CType("char", 1, "b", ctypes.c_char)
 
+#: The types a struct mirror may declare its members with.
 _SCALARS = {t.name: t for t in (U8, U16, U32, U64, S32, S64, CHAR)}
 
 
+def _lp64(name: str, like: CType) -> CType:
+    return CType(name, like.size, like.code, like.ctype)
+
+
+_BOOL = CType("_Bool", 1, "?", ctypes.c_bool)
+
+#: Every scalar C spelling a header or a patch may use, as x86-64 (LP64) lays it
+#: out: the fixed-width uapi types (the same objects as :data:`U8` ...), their
+#: ``__le``/``__be``/``__aligned`` variants (stored as the unsigned type), the
+#: kernel-internal and ``<stdint.h>`` names, and the C base types.
+C_SCALARS: dict[str, CType] = {
+    **{t.name: t for t in (U8, U16, U32, U64, S8, S16, S32, S64, CHAR)},
+    **{n: _lp64(n, U16) for n in ("__le16", "__be16", "u16", "uint16_t", "unsigned short")},
+    **{n: _lp64(n, U32) for n in ("__le32", "__be32", "u32", "uint32_t", "unsigned int")},
+    **{
+        n: _lp64(n, U64)
+        for n in (
+            "__le64",
+            "__be64",
+            "__aligned_u64",
+            "__aligned_le64",
+            "__aligned_be64",
+            "u64",
+            "uint64_t",
+            "unsigned long",
+            "unsigned long long",
+        )
+    },
+    **{n: _lp64(n, U8) for n in ("u8", "uint8_t", "unsigned char")},
+    **{n: _lp64(n, S8) for n in ("s8", "int8_t", "signed char")},
+    **{n: _lp64(n, S16) for n in ("s16", "int16_t", "short")},
+    **{n: _lp64(n, S32) for n in ("s32", "int32_t", "int")},
+    **{n: _lp64(n, S64) for n in ("s64", "int64_t", "long", "long long")},
+    "_Bool": _BOOL,
+    "bool": _lp64("bool", _BOOL),
+}
+
+#: Spellings that mean the same type (``unsigned`` alone, ``long int``...).
+C_SYNONYMS = {
+    "unsigned": "unsigned int",
+    "signed": "int",
+    "signed int": "int",
+    "short int": "short",
+    "signed short": "short",
+    "unsigned short int": "unsigned short",
+    "long int": "long",
+    "signed long": "long",
+    "unsigned long int": "unsigned long",
+    "long long int": "long long",
+    "signed long long": "long long",
+    "unsigned long long int": "unsigned long long",
+}
+
+
 def scalar(name: str) -> CType:
-    """Return the scalar type spelled ``name`` in C (``__u64``, ``char``...)."""
+    """The fixed-width type spelled ``name`` (``__u64``, ``char``...) a struct mirror may use."""
     try:
         return _SCALARS[name]
     except KeyError:
         known = ", ".join(sorted(_SCALARS))
         raise LayoutError(f"unknown C type {name!r}; expected one of {known}") from None
+
+
+def c_scalar(name: str) -> CType:
+    """Any scalar C type name a header may use (``__u64``, ``unsigned int``, ``__be32``...).
+
+    :raises LayoutError: the name is not a scalar coco knows.
+    """
+    t = C_SCALARS.get(C_SYNONYMS.get(name, name))
+    if t is None:
+        raise LayoutError(f"unknown C type {name!r}")
+    return t
 
 
 @attrs.frozen
@@ -332,7 +412,7 @@ class CStruct:
         for a in attrs.fields(type(self)):  # type: ignore[arg-type]  # subclasses are attrs
             v = getattr(self, a.name)
             spec: CField = a.metadata[C_FIELD]
-            if spec.count is not None and spec.ctype.code != "B":
+            if spec.count is not None and not spec.ctype.is_byte:
                 out.extend(v)
             else:
                 out.append(v)
@@ -403,7 +483,7 @@ def c_struct(
             if spec.count is None:
                 fmt.append(spec.ctype.code)
                 shape.append(None)
-            elif spec.ctype.code == "B":
+            elif spec.ctype.is_byte:
                 fmt.append(f"{spec.count}s")
                 shape.append(None)
             else:
