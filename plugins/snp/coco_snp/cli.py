@@ -28,12 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from coco_core.plugin import CoCoError
-from coco_snp.certs.store import (
-    CertificateStore,
-    CertKind,
-    StoredCertificate,
-    load_certificates,
-)
+from coco_snp.certs.certificate import CertKind, StoredCertificate, load_certificates
+from coco_snp.certs.store import CertificateStore
 from coco_snp.certs.table import CertTableKind, build_cert_table, parse_cert_table, required_pages
 from coco_snp.certs.tcb import Product, TcbVersion
 from coco_snp.report import AttestationReport, load_report

@@ -56,7 +56,7 @@ def table_from_store(store: CertificateStore) -> bytes:
 
     ASVK goes under the ASK GUID (no ASVK GUID exists, kernel-abi.md §3.6).
     """
-    from coco_snp.certs.store import CertKind
+    from coco_snp.certs.certificate import CertKind
 
     picks = [
         (CertTableKind.VCEK, (CertKind.VCEK,)),

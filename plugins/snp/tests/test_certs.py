@@ -13,16 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coco_core.errors import CoCoError
-from coco_snp.certs.store import (
+from coco_snp.certs.certificate import (
     AmbiguousCertificateError,
     CertificateError,
-    CertificateStore,
     CertificateVerificationError,
     CertKind,
     StoredCertificate,
     load_certificates,
     verify_issued_by,
 )
+from coco_snp.certs.store import CertificateStore
 from coco_snp.certs.tcb import Product, TcbVersion
 from coco_snp.report import load_report
 

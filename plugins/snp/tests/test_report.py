@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coco_core.errors import CoCoError
-from coco_snp.certs.store import load_certificates
+from coco_snp.certs.certificate import load_certificates
 from coco_snp.certs.tcb import Product, TcbLayout
 from coco_snp.report import (
     REPORT_SIZE,
