@@ -14,8 +14,9 @@ Every AMD signature here is RSASSA-PSS with SHA-384, MGF1-SHA-384 and a 48-byte 
 release will raise instead. So certificate fields are read by the small, bounds-checked DER
 reader of :mod:`coco_snp.certs.der` (in :func:`_parse_certificate`), which never depends on
 that behaviour; ``cryptography`` is only given the SubjectPublicKeyInfo (to build keys) and
-the TBS bytes (to verify signatures). :meth:`StoredCertificate.to_x509` still offers a ``cryptography`` object,
-loaded with that one warning suppressed and ``None`` if loading raises.
+the TBS bytes (to verify signatures). :meth:`StoredCertificate.to_x509` still offers a
+``cryptography`` object, loaded with that one warning suppressed and ``None`` if loading
+raises.
 
 AMD extensions (OIDs 1.3.6.1.4.1.3704.1.x; google/go-sev-guest ``kds/kds.go`` ``OidStructVersion``
 .. ``OidCspID``, ``OidFmcSpl``; virtee/sev ``src/certs/snp/cert.rs``): structVersion .1,
