@@ -40,6 +40,7 @@ from coco_core.plugin import (
     StatusField,
     SystemEventType,
     Termination,
+    run_offset,
 )
 from coco_snp.ghcb import REQ_CERTS, REQ_CERTS_COCO_V1, REQ_CERTS_ERRNO_V2
 from coco_snp.uapi import (
@@ -100,14 +101,14 @@ _put_2u64 = struct.Struct("<QQ").pack_into
 _put_2u32 = struct.Struct("<II").pack_into
 
 # kvm_run offsets of the fields userspace writes (uapi.py layouts; kernel-abi.md §1.3, §5)
-_REL_NPAGES = _U + 0x08  # snp_req_certs.npages
-_REL_RET = _U + 0x10  # snp_req_certs.ret
-_V1_NPAGES = _U + 0x10  # coco.req_certs.npages
-_V1_RET = _U + 0x14  # coco.req_certs.ret
-_V2_RET = _U + 0x08  # coco.ret
-_V2_NPAGES = _U + 0x18  # coco.req_certs.npages
-_V3_NPAGES = _U + 0x08  # snp_req_certs.npages (u32)
-_V3_RET = _U + 0x0C  # snp_req_certs.ret (u32)
+_REL_NPAGES = run_offset(KvmExitSnpReqCerts, "npages")  # snp_req_certs.npages
+_REL_RET = run_offset(KvmExitSnpReqCerts, "ret")  # snp_req_certs.ret
+_V1_NPAGES = run_offset(KvmExitCocoV1, "npages")  # coco.req_certs.npages
+_V1_RET = run_offset(KvmExitCocoV1, "ret")  # coco.req_certs.ret
+_V2_RET = run_offset(KvmExitCocoV2, "ret")  # coco.ret
+_V2_NPAGES = run_offset(KvmExitCocoV2, "npages")  # coco.req_certs.npages
+_V3_NPAGES = run_offset(KvmExitSnpReqCertsV3, "npages")  # snp_req_certs.npages (u32)
+_V3_RET = run_offset(KvmExitSnpReqCertsV3, "ret")  # snp_req_certs.ret (u32)
 # For a plain status each writer below writes only ``ret`` (the page count needs an Outcome).
 _REL_RET_FIELD = StatusField(offset=_REL_RET, fmt="<Q", field="kvm_run.snp_req_certs.ret")
 _V1_RET_FIELD = StatusField(offset=_V1_RET, fmt="<I", field="kvm_run.coco.req_certs.ret")
@@ -195,7 +196,12 @@ REQ_CERTS_V3 = ExitDecoder(
 # -- v1: KVM_EXIT_COCO 40, nr u8, req_certs {gfn u64, npages u32, ret u32} -----------------
 
 #: ``kvm_run.coco.nr``: the sub-call of the v1/v2 ``KVM_EXIT_COCO``.
-COCO_NR = Discriminator(reason=KVM_EXIT_COCO, offset=_U + 0x00, fmt="<B", field="kvm_run.coco.nr")
+COCO_NR = Discriminator(
+    reason=KVM_EXIT_COCO,
+    offset=run_offset(KvmExitCocoV1, "nr"),
+    fmt=KvmExitCocoV1.format_of("nr"),
+    field="kvm_run.coco.nr",
+)
 
 
 def _decode_v1(run: memoryview) -> NeutralRequest:

@@ -46,11 +46,13 @@ from coco_core.plugin import (
     HypercallNr,
     KernelContext,
     KvmExitReason,
+    KvmHypercallExit,
     KvmRunRejected,
     MapGpaRangeAttr,
     ModelPart,
     SystemEventType,
     kernels,
+    run_offset,
 )
 from coco_snp.ghcb import (
     GHCB_ERR_INVALID_INPUT,
@@ -77,6 +79,10 @@ from coco_snp.uapi import (
     PAGE_SHIFT,
     PAGE_SIZE,
     SNP_MSG_REPORT_REQ,
+    KvmExitCocoV1,
+    KvmExitCocoV2,
+    KvmExitSnpReqCerts,
+    KvmExitSnpReqCertsV3,
     PscOp,
 )
 
@@ -103,7 +109,7 @@ _U32 = struct.Struct("<I")
 _HC_ARGS = struct.Struct("<QQQQ")  # hypercall nr, args[0..2] at kvm_run 32
 _SYSEV = struct.Struct("<IIQ")  # system_event type, ndata, data[0] at kvm_run 32
 _PSC_HDR = struct.Struct("<HHI")  # struct psc_hdr
-_RET_HC = _U + 0x38  # hypercall.ret
+_RET_HC = run_offset(KvmHypercallExit, "ret")  # hypercall.ret
 _SW_EXITINFO1_ERROR = 2  # SW_EXITINFO1 = 2: error in SW_EXITINFO2 (sev-common.h comment)
 _PSC_KEY = "snp.psc"
 
@@ -213,7 +219,7 @@ def _ext_enter(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
 def _ext_resume(ctx: KernelContext, cpu: GuestCpu) -> GuestView:
     run, gen = ctx.run, ctx.generation
     if gen == "kvm-exit-coco-v1":
-        npages, ret = struct.unpack_from("<II", run, _U + 0x10)
+        npages, ret = struct.unpack_from("<II", run, run_offset(KvmExitCocoV1, "npages"))
         if ret == 0:
             return _firmware(cpu, "")
         if ret == KVM_EXIT_COCO_REQ_CERTS_ERR_INVALID_LEN:
@@ -222,14 +228,14 @@ def _ext_resume(ctx: KernelContext, cpu: GuestCpu) -> GuestView:
         # INFERRED: v1 passed ret through as the VMM error (the hybrid space, §5 item 2).
         return _guest_request_error(cpu, ret, v1=True)
     if gen == "kvm-exit-coco-v2":
-        ret = _U32.unpack_from(run, _U + 0x08)[0]
-        npages = _U32.unpack_from(run, _U + 0x18)[0]
+        ret = _U32.unpack_from(run, run_offset(KvmExitCocoV2, "ret"))[0]
+        npages = _U32.unpack_from(run, run_offset(KvmExitCocoV2, "npages"))[0]
         strict = False
     elif gen in ("snp-req-certs-v3", "snp-req-certs-v4", "snp-req-certs-v5"):
-        npages, ret = struct.unpack_from("<II", run, _U + 0x08)
+        npages, ret = struct.unpack_from("<II", run, run_offset(KvmExitSnpReqCertsV3, "npages"))
         strict = False
     else:
-        npages, ret = struct.unpack_from("<QQ", run, _U + 0x08)
+        npages, ret = struct.unpack_from("<QQ", run, run_offset(KvmExitSnpReqCerts, "npages"))
         strict = gen != "snp-req-certs-v6"  # v6 lenient: UNVERIFIED
     if ret == 0:
         return _firmware(cpu, "")

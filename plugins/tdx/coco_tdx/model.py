@@ -43,6 +43,7 @@ from coco_core.plugin import (
     MapGpaRangeAttr,
     ModelPart,
     SystemEventType,
+    run_offset,
 )
 from coco_tdx.ghci import TDVMCALL, TdvmcallStatus, map_gpa_guest_status
 from coco_tdx.uapi import TDX_RET_OFFSET, KvmTdxExit, TdvmcallLeaf
@@ -64,7 +65,7 @@ PAGE_SIZE = 4096
 _U64 = (1 << 64) - 1
 _REASON = struct.Struct("<I")
 _Q = struct.Struct("<Q")
-_HC_RET = EXIT_UNION_OFFSET + 0x38  # kvm_run.hypercall.ret (§1.3: 88)
+_HC_RET = run_offset(KvmHypercallExit, "ret")  # kvm_run.hypercall.ret (88)
 _INFO = struct.Struct("<6Q")  # get_tdvmcall_info: ret, leaf, r11..r14 at offset 48
 _ZERO_UNION = bytes(EXIT_UNION_SIZE)
 

@@ -47,13 +47,13 @@ from __future__ import annotations
 import enum
 
 from coco_core.plugin import (
-    EXIT_UNION_OFFSET,
     U8,
     U64,
     CStruct,
     Layout,
     c_field,
     c_struct,
+    run_offset,
     struct_of,
     union_of,
 )
@@ -77,15 +77,6 @@ __all__ = [
 ]
 
 TDX_SOURCE = "include/uapi/linux/kvm.h, Linux 6.16 (unchanged through 7.2)"
-
-#: ``kvm_run.tdx.flags``: offset from the start of ``kvm_run`` (§1.3: 32)
-TDX_FLAGS_OFFSET = EXIT_UNION_OFFSET + 0x00
-#: ``kvm_run.tdx.nr``, the TDVMCALL leaf (guest R11); the dispatch discriminator (§1.3: 40)
-TDX_NR_OFFSET = EXIT_UNION_OFFSET + 0x08
-#: ``kvm_run.tdx.<any>.ret``, the same slot for every variant (§1.3: 48)
-TDX_RET_OFFSET = EXIT_UNION_OFFSET + 0x10
-#: ``kvm_run.tdx.unknown.data[0]`` (= get_quote.gpa, get_tdvmcall_info.leaf, vector) (§1.3: 56)
-TDX_DATA_OFFSET = EXIT_UNION_OFFSET + 0x18
 
 
 class TdvmcallLeaf(enum.IntEnum):
@@ -127,6 +118,16 @@ class KvmTdxExit(CStruct):
     nr: int = c_field(U64, offset=0x08)
     ret: int = c_field(U64, offset=0x10)
     data: tuple[int, ...] = c_field(U64, offset=0x18, count=5)
+
+
+#: ``kvm_run.tdx.flags``: offset from the start of ``kvm_run`` (§1.3: 32)
+TDX_FLAGS_OFFSET = run_offset(KvmTdxExit, "flags")
+#: ``kvm_run.tdx.nr``, the TDVMCALL leaf (guest R11); the dispatch discriminator (§1.3: 40)
+TDX_NR_OFFSET = run_offset(KvmTdxExit, "nr")
+#: ``kvm_run.tdx.<any>.ret``, the same slot for every variant (§1.3: 48)
+TDX_RET_OFFSET = run_offset(KvmTdxExit, "ret")
+#: ``kvm_run.tdx.unknown.data[0]`` (= get_quote.gpa, get_tdvmcall_info.leaf, vector) (§1.3: 56)
+TDX_DATA_OFFSET = run_offset(KvmTdxExit, "data")
 
 
 def _tdx_tree() -> Layout:
