@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Exit round-trip benchmark on real KVM: C loop vs Python loops, one vs two vCPUs.
 
-Every loop runs the pingpong guest (``coco_core/kvm/guest/pingpong.S``): two
+Every loop runs the pingpong guest (``coco_core/emulated/guest/pingpong.S``): two
 port I/O exits per iteration (an ``in`` whose byte the VMM writes, an ``out``
 of it), then a 32-bit ``out`` to RESULT_PORT (0x0CCF) ends the run. A
 measurement makes ``exits`` exits in total, split evenly over the vCPUs, and

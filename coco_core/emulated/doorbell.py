@@ -7,7 +7,7 @@ make a request the way a TDX or SNP guest would, by putting the registers in
 place and ringing a *doorbell*: a port I/O exit the VMM turns into the request.
 
 Port map (``out`` with ``DX`` = port, so 16-bit ports work; the ``.equ``
-values in ``coco_core/kvm/guest/doorbell.S`` must match):
+values in ``coco_core/emulated/guest/doorbell.S`` must match):
 
 ``0x0CC0`` :data:`DOORBELL_TDVMCALL_PORT`
     "TDVMCALL". The guest sets the registers as ``TDG.VP.VMCALL`` would

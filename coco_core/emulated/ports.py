@@ -2,7 +2,7 @@
 """The emulated TEE's port numbers, importable without the KVM runtime.
 
 The convention is documented in :mod:`coco_core.emulated.doorbell`; the ``.equ``
-values in ``coco_core/kvm/guest/doorbell.S`` and ``emulated.S`` must match
+values in ``coco_core/emulated/guest/doorbell.S`` and ``emulated.S`` must match
 (a test checks). Plugins import their doorbell port from here so that loading
 a plugin (and so ``coco --help``) does not load the run loop.
 """

@@ -39,7 +39,7 @@ A call with no completion (TDX ``ReportFatalError``, SNP termination) stops
 the vCPU: the guest does not run again.
 
 Extra guest ports of the emulated TEE (the guest programs in
-``coco_core/kvm/guest/`` use them; keep the ``.equ`` values in sync):
+``coco_core/emulated/guest/`` use them; keep the ``.equ`` values in sync):
 
 ``0x0CCD`` :data:`REPORT_PORT`
     the guest reports a value to the VMM: RDI = tag, RSI = value. The demo
