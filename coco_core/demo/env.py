@@ -39,7 +39,7 @@ class ExitLine:
 
     backend: str
     vendor: str
-    exit: str
+    exit_name: str
     exit_reason: int
     request: str
     fields: dict[str, Any]
@@ -54,7 +54,7 @@ class ExitLine:
             {
                 "backend": self.backend,
                 "vendor": self.vendor,
-                "exit": self.exit,
+                "exit": self.exit_name,
                 "exit_reason": self.exit_reason,
                 "request": self.request,
                 "fields": self.fields,
@@ -71,7 +71,7 @@ class ExitLine:
         raw = "-" if self.raw is None else f"{self.raw:#x} {self.raw_name or '?'}"
         args = " ".join(f"{k}={_fmt(v)}" for k, v in self.fields.items())
         return (
-            f"[{self.backend}] {self.vendor} {self.exit} ({self.exit_reason}) "
+            f"[{self.backend}] {self.vendor} {self.exit_name} ({self.exit_reason}) "
             f"{self.request}({args}) -> {self.status or '-'}, wrote {raw}; guest: {self.guest}"
         )
 
@@ -89,12 +89,9 @@ def _fields(request: NeutralRequest) -> dict[str, Any]:
 
 
 def default_testdata() -> Path | None:
-    """The real public test data: the repository's ``testdata/``, else ``../shared/testdata``."""
-    root = Path(__file__).resolve().parents[2]
-    for candidate in (root / "testdata", root.parent / "shared" / "testdata"):
-        if candidate.is_dir():
-            return candidate
-    return None
+    """The real public test data: the repository's ``testdata/``, or None outside a checkout."""
+    candidate = Path(__file__).resolve().parents[2] / "testdata"
+    return candidate if candidate.is_dir() else None
 
 
 class ConversionLog:

@@ -33,8 +33,8 @@ log = logging.getLogger("coco_core.kvm.serve")
 Fallback = Callable[[Vcpu, Unsupported], Action]
 
 
-def _stop(vcpu: Vcpu, exit_: Unsupported) -> Action:
-    log.info("vCPU %d: exit %d not claimed by any plugin; stopping", vcpu.id, exit_.raw_reason)
+def _stop(vcpu: Vcpu, unclaimed: Unsupported) -> Action:
+    log.info("vCPU %d: exit %d not claimed by any plugin; stopping", vcpu.id, unclaimed.raw_reason)
     return Action.STOP
 
 
