@@ -46,7 +46,7 @@ from pathlib import Path
 
 from coco_core.emulated.guestbuild import boot_guest, build_guest
 from coco_core.emulated.ports import PINGPONG_PORT, RESULT_PORT
-from coco_core.generic.uapi import KVM_EXIT_IO_IN, KvmExitReason
+from coco_core.generic.uapi import EXIT_REASON, EXIT_UNION_OFFSET, KVM_EXIT_IO_IN, KvmExitReason
 from coco_core.kvm import ioctls
 from coco_core.kvm.probe import usable
 from coco_core.kvm.runloop import Watchdog, install_kick_handler
@@ -151,8 +151,8 @@ def c_loop(workdir: Path) -> Loop:
 
 
 # --- (b) raw Python --------------------------------------------------------------------
-_EXIT_REASON = struct.Struct("<I")  # kvm_run.exit_reason @ 8 (kvm.h, Linux 7.2)
-_IO = struct.Struct("<BBHIQ")  # kvm_run.io @ 32: direction, size, port, count, data_offset
+_EXIT_REASON = struct.Struct("<I")  # kvm_run.exit_reason (kvm.h, Linux 7.2)
+_IO = struct.Struct("<BBHIQ")  # kvm_run.io: direction, size, port, count, data_offset
 
 
 def raw_vcpu_loop(vcpu: Vcpu) -> int:
@@ -166,12 +166,13 @@ def raw_vcpu_loop(vcpu: Vcpu) -> int:
     exit_io = KvmExitReason.IO
     io_in = KVM_EXIT_IO_IN
     done_port = RESULT_PORT
+    reason_at, io_at = EXIT_REASON, EXIT_UNION_OFFSET
     exits = 0
     while True:
         ioctl(fd, run_req, 0)
-        if reason_from(view, 8)[0] != exit_io:
-            raise RuntimeError(f"unexpected exit_reason {reason_from(view, 8)[0]}")
-        direction, _size, port, _count, offset = io_from(view, 32)
+        if reason_from(view, reason_at)[0] != exit_io:
+            raise RuntimeError(f"unexpected exit_reason {reason_from(view, reason_at)[0]}")
+        direction, _size, port, _count, offset = io_from(view, io_at)
         if port == done_port:
             return exits
         if direction == io_in:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from coco_core.abi import ExitDecoder
 from coco_core.dispatch import Dispatcher
-from coco_core.generic.uapi import KVM_RUN_SIZE
+from coco_core.generic.uapi import EXIT_REASON, EXIT_UNION_OFFSET, KVM_RUN_SIZE, KvmExitReason
 from coco_core.registry import Registry
 from coco_core.requests import PortIo
 from coco_core.status import CoCoStatus, Outcome
@@ -38,11 +38,11 @@ _U64 = struct.Struct("<Q")
 
 def _image(dec: ExitDecoder, disc_offset: int | None, disc_fmt: str | None) -> bytearray:
     run = bytearray(KVM_RUN_SIZE)
-    _U32.pack_into(run, 8, dec.reason)
+    _U32.pack_into(run, EXIT_REASON, dec.reason)
     if dec.discriminator is not None and disc_offset is not None and disc_fmt is not None:
         struct.pack_into(disc_fmt, run, disc_offset, dec.discriminator)
     # plausible, page-aligned guest values in the first union words after the header
-    for off in range(48, 96, 8):
+    for off in range(EXIT_UNION_OFFSET + 16, EXIT_UNION_OFFSET + 64, 8):
         _U64.pack_into(run, off, 0x1000)
     return run
 
@@ -105,6 +105,7 @@ def dispatch_costs(reg: Registry) -> dict[str, dict[str, float]]:
             # unpack_from), call the handler, write the answer.
             def baseline(
                 run: memoryview,
+                at: int = EXIT_REASON,
                 reason_at: int = reason_at,
                 disc_read: Any = disc_read,
                 disc_at: int = disc_at,
@@ -113,7 +114,7 @@ def dispatch_costs(reg: Registry) -> dict[str, dict[str, float]]:
                 write: Any = write,
                 raw: int = raw,
             ) -> None:
-                if _U32.unpack_from(run, 8)[0] == reason_at and (
+                if _U32.unpack_from(run, at)[0] == reason_at and (
                     disc_read is None or disc_read(run, disc_at)[0] == want
                 ):
                     request = decode(run)
@@ -133,22 +134,23 @@ _IO_FIELDS = struct.Struct("<BBHIQ")  # kvm_run.io: direction, size, port, count
 
 
 def port_io_costs(reg: Registry) -> dict[str, dict[str, float]]:
-    """Port I/O dispatch, the same exit again (the kept request) and a new port every exit.
+    """Port I/O dispatch, the same exit again and a new port every exit.
 
     The baseline decodes by hand and builds a fresh :class:`PortIo` each time,
-    as the decoder did before it kept requests; "new port" changes the port
-    before every call on both sides, so coco pays a miss each time.
+    as coco's decoder does; "new port" changes the port before every call on
+    both sides (a guest that varies its exits costs what one that repeats them
+    costs: nothing is kept between exits).
     """
     d = Dispatcher(reg, "tdx")
     d.on(PortIo, _noop)
     run = memoryview(bytearray(KVM_RUN_SIZE))
-    _U32.pack_into(run, 8, 2)  # KVM_EXIT_IO
-    _IO_FIELDS.pack_into(run, 32, 1, 1, 0x0CCE, 1, 4096)
+    _U32.pack_into(run, EXIT_REASON, KvmExitReason.IO)
+    _IO_FIELDS.pack_into(run, EXIT_UNION_OFFSET, 1, 1, 0x0CCE, 1, 4096)
     unpack = _IO_FIELDS.unpack_from
 
-    def baseline(run: memoryview) -> None:
-        if _U32.unpack_from(run, 8)[0] == 2:
-            direction, size, port, count, offset = unpack(run, 32)
+    def baseline(run: memoryview, at: int = EXIT_REASON, io_at: int = EXIT_UNION_OFFSET) -> None:
+        if _U32.unpack_from(run, at)[0] == 2:
+            direction, size, port, count, offset = unpack(run, io_at)
             _noop(PortIo(port, direction == 1, size, count, offset), None)
 
     ports = iter(range(1 << 62))
@@ -156,7 +158,7 @@ def port_io_costs(reg: Registry) -> dict[str, dict[str, float]]:
 
     def new_port(fn: Callable[[memoryview], object]) -> Callable[[memoryview], object]:
         def call(run: memoryview) -> object:
-            put_port(run, 34, next(ports) & 0xFFFF)
+            put_port(run, EXIT_UNION_OFFSET + 2, next(ports) & 0xFFFF)
             return fn(run)
 
         return call
