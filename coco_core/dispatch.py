@@ -45,7 +45,8 @@ Handler = Callable[[Any, Any], Result]
 #: called with a completed :class:`CoCoExit` after each exit
 Tracer = Callable[[CoCoExit], None]
 
-_U32 = struct.Struct("<I")
+#: reads the ``__u32`` exit reason: ``_read_reason(run, offset)[0]``
+_read_reason = struct.Struct("<I").unpack_from
 
 
 class _Exit:
@@ -168,6 +169,7 @@ class Dispatcher:
         self._exits: list[_Exit] = []
         #: the one table: exit reason -> its exit, or the exits of its sub-calls
         self._table: dict[int, _Exit | _SubCalls] = {}
+        self._entry = self._table.get
         for (reason, disc), dec in registry.decoders_for(abi, vendor).items():
             ex = _Exit(self, dec)
             self._exits.append(ex)
@@ -238,8 +240,8 @@ class Dispatcher:
             the default status used when the VMM registered no handler, or
             :class:`Unsupported` (untouched) for an exit no plugin claims.
         """
-        reason = _U32.unpack_from(run, self._reason_at)[0]
-        entry = self._table.get(reason)
+        reason = _read_reason(run, self._reason_at)[0]
+        entry = self._entry(reason)
         if type(entry) is _SubCalls:  # the second lookup, by sub-call number
             entry = entry.exits.get(entry.read(run, entry.at)[0], entry.fallback)
         if entry is None:
@@ -284,7 +286,7 @@ class Dispatcher:
 
     def _find(self, run: memoryview | bytearray) -> _Exit | None:
         """The exit ``run`` holds, as :meth:`dispatch` finds it."""
-        entry = self._table.get(_U32.unpack_from(run, self._reason_at)[0])
+        entry = self._table.get(_read_reason(run, self._reason_at)[0])
         return entry.find(run) if isinstance(entry, _SubCalls) else entry
 
     def decode(self, run: memoryview | bytearray) -> CoCoExit:
@@ -292,7 +294,7 @@ class Dispatcher:
         ex = self._find(run)
         view = run if isinstance(run, memoryview) else memoryview(run)
         if ex is None:
-            reason = _U32.unpack_from(run, self._reason_at)[0]
+            reason = _read_reason(run, self._reason_at)[0]
             req = self._unclaimed(view, reason)
             return CoCoExit(self.vendor, self.abi, f"exit {reason}", reason, req, view)
         request = ex.decode(view)
