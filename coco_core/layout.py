@@ -77,7 +77,6 @@ class CType:
         """Natural alignment, equal to the size for every scalar here."""
         return self.size
 
-
     @property
     def is_byte(self) -> bool:
         """True for ``__u8`` and ``char``: arrays of them decode as ``bytes``."""
