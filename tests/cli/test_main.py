@@ -150,3 +150,44 @@ def test_help_subprocess_does_not_import_cryptography() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_version_names_core_and_plugin_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    """coco --version exits 0 with the coco-core version and each plugin distribution's."""
+    from importlib.metadata import version
+
+    code, out, err = run(capsys, "--version")
+    assert (code, err) == (0, "")
+    assert out.startswith(f"coco {version('coco-core')} (plugins: ")
+    assert f"coco-snp {version('coco-snp')}" in out
+    assert f"coco-tdx {version('coco-tdx')}" in out
+
+
+def test_verbose_after_the_subcommand_is_accepted(capsys: pytest.CaptureFixture[str]) -> None:
+    """-v after the subcommand is the global switch, not a bad argument."""
+    code, out, err = run(capsys, "plugins", "list", "-v")
+    assert (code, err) == (0, "")
+    assert out.startswith("core (built in)")
+
+
+def test_verbose_error_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    """An error under -v prints the traceback, then the same one-line error."""
+    code, out, err = run(capsys, "errors", "table", "nope", "-v")
+    assert (code, out) == (1, "")
+    assert err.startswith("Traceback (most recent call last):")
+    assert err.splitlines()[-1].startswith("coco: error: unknown error space 'nope'")
+
+
+def test_verbose_after_double_dash_is_an_argument() -> None:
+    """A -v after -- is left to the command as a plain argument."""
+    assert cli._split_verbose(["demo", "--", "-v"]) == (["demo", "--", "-v"], False)
+    assert cli._split_verbose(["-v", "demo", "--verbose"]) == (["demo"], True)
+
+
+def test_help_names_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    """coco --help ends with the meaning of each exit status."""
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    flat = " ".join(out.split())
+    for status in cli.EXIT_CODES:
+        assert f"{status} " in flat.split("Exit status:")[1]
