@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from coco_core.abi import Discriminator, ExitDecoder, RunFrame
 from coco_core.completion import Completion, Result
-from coco_core.errors import ConfigurationError
+from coco_core.errors import ConfigurationError, DecodeError
 from coco_core.exits import CoCoExit
 from coco_core.kernels import DEFAULT_ABI
 from coco_core.registry import Registry
@@ -239,16 +239,27 @@ class Dispatcher:
         :returns: the handler's result (``ERROR`` if it was not a valid answer),
             the default status used when the VMM registered no handler, or
             :class:`Unsupported` (untouched) for an exit no plugin claims.
+        :raises DecodeError: ``run`` is too short for what the exit reads or writes.
         """
-        reason = _read_reason(run, self._reason_at)[0]
-        entry = self._entry(reason)
-        if type(entry) is _SubCalls:  # the second lookup, by sub-call number
-            entry = entry.exits.get(entry.read(run, entry.at)[0], entry.fallback)
-        if entry is None:
-            return self._unclaimed(run, reason)
-        return entry.handle(run, context)  # type: ignore[union-attr]  # an _Exit now
+        try:  # free until it raises: the length is checked only on the way out
+            reason = _read_reason(run, self._reason_at)[0]
+            entry = self._entry(reason)
+            if type(entry) is _SubCalls:  # the second lookup, by sub-call number
+                entry = entry.exits.get(entry.read(run, entry.at)[0], entry.fallback)
+            if entry is None:
+                return self._unclaimed(run, reason)
+            return entry.handle(run, context)  # type: ignore[union-attr]  # an _Exit now
+        except struct.error:
+            raise self._short(run) from None
 
     # -- the rest -------------------------------------------------------------------
+
+    def _short(self, run: memoryview | bytearray) -> DecodeError:
+        frame = self._frame
+        return DecodeError(
+            f"run: a buffer of {len(run)} bytes; {frame.name} is {frame.size} bytes "
+            "(pass the vCPU's whole kvm_run mapping)"
+        )
 
     def _sub_of(self, run: memoryview | bytearray, reason: int) -> int | None:
         entry = self._table.get(reason)
@@ -290,7 +301,12 @@ class Dispatcher:
         return entry.find(run) if isinstance(entry, _SubCalls) else entry
 
     def decode(self, run: memoryview | bytearray) -> CoCoExit:
-        """Decode without handling, for a VMM that answers by hand with ``ev.complete()``."""
+        """Decode without handling, for a VMM that answers by hand with ``ev.complete()``.
+
+        :raises DecodeError: ``run`` is shorter than the run structure.
+        """
+        if len(run) < self._frame.size:
+            raise self._short(run)
         ex = self._find(run)
         view = run if isinstance(run, memoryview) else memoryview(run)
         if ex is None:

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal, Self
 
 import attrs
 
-from coco_core.errors import LayoutError
+from coco_core.errors import DecodeError, LayoutError
 
 __all__ = [
     "CHAR",
@@ -392,8 +392,17 @@ class CStruct:
 
     @classmethod
     def from_buffer(cls, buf: bytes | bytearray | memoryview, offset: int = 0) -> Self:
-        """Decode from ``buf`` at ``offset`` with the precompiled struct (no copy)."""
-        values = cls._c_struct.unpack_from(buf, offset)
+        """Decode from ``buf`` at ``offset`` with the precompiled struct (no copy).
+
+        :raises DecodeError: ``buf`` holds fewer than ``offset + sizeof`` bytes.
+        """
+        try:
+            values = cls._c_struct.unpack_from(buf, offset)
+        except struct.error:
+            raise DecodeError(
+                f"{cls.__name__}.from_buffer: buf has {len(buf)} bytes; "
+                f"{cls._c_layout.name} needs {cls._c_struct.size} from offset {offset}"
+            ) from None
         if cls._c_shape is None:
             return cls(*values)
         return cls(*_group(values, cls._c_shape))
