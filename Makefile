@@ -38,6 +38,8 @@ $(STAMP): $(PROJECTS)
 	@echo "setup: installing coco-core, coco-snp, coco-tdx and the example plugin (editable), with the dev and docs tools (about a minute on a fresh clone)"
 	@$(BIN)/python -m pip install --quiet -e '.[dev,docs]' -e plugins/snp -e plugins/tdx -e tests/example_plugin || \
 	  { echo "setup failed: pip could not install the packages (is PyPI reachable? see the pip output above)"; exit 1; }
+	@echo "setup: compiling the sources to bytecode (so that coco starts fast even where PYTHONDONTWRITEBYTECODE is set)"
+	@$(BIN)/python -m compileall -q coco_core plugins/snp/coco_snp plugins/tdx/coco_tdx tests/example_plugin/coco_example >/dev/null
 	@touch $(STAMP)
 	@echo "setup: $(VENV) ready (Python $(WANT_PY))"
 

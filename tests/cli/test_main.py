@@ -191,3 +191,34 @@ def test_help_names_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     flat = " ".join(out.split())
     for status in cli.EXIT_CODES:
         assert f"{status} " in flat.split("Exit status:")[1]
+
+
+def test_help_imports_only_the_registration_path() -> None:
+    """coco --help loads no tooling room, no service, no vendor command group and no JSON."""
+    probe = (
+        "import sys\n"
+        "from coco_core.cli.main import build_parser\n"
+        "build_parser([]).format_help()\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    heavy = {
+        "cryptography",
+        "json",
+        "coco_core.review",
+        "coco_core.testing",
+        "coco_core.kvm",
+        "coco_core.demo",
+        "coco_core.services",
+        "coco_core.cli.abi",
+        "coco_snp.cli",
+        "coco_snp.certs",
+        "coco_tdx.cli",
+        "coco_tdx.qgs.client",
+        "coco_tdx.service",
+    }
+    assert not heavy & loaded, sorted(heavy & loaded)
