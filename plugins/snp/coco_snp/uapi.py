@@ -9,17 +9,17 @@ headers of Debian ``linux-libc-dev`` 7.2.13; reference/kernel-abi.md §3.2, §7)
 Proposed and not merged (reference/kernel-abi.md §5, thread "SEV-SNP: Add KVM support for
 attestation and KVM_EXIT_COCO" and its successors):
 
-=========  ==========  ============================  ===================================
-revision   date        exit                          layout
-=========  ==========  ============================  ===================================
-v1         2024-06-21  ``KVM_EXIT_COCO`` 40          ``nr`` u8, ``req_certs {gfn u64,
-                                                     npages u32, ret u32}``, 24 bytes
-v2         2024-11-19  ``KVM_EXIT_COCO`` 40          ``nr`` u8, ``ret`` u32 in the header,
-                                                     ``req_certs {gfn, npages u32}``, 32 B
-v3..v5     2024-12 ..  ``KVM_EXIT_SNP_REQ_CERTS`` 40 ``{gfn u64, npages u32, ret u32}``
-v6         2025-04-28  ``KVM_EXIT_SNP_REQ_CERTS``    ``{gpa, npages, ret}`` u64
-v7         2026-01-09  ``KVM_EXIT_SNP_REQ_CERTS`` 42 ``{gpa, npages, ret}`` u64 (merged as 43)
-=========  ==========  ============================  ===================================
+=========  ==========  ==============================  ===================================
+revision   date        exit                            layout
+=========  ==========  ==============================  ===================================
+v1         2024-06-21  ``KVM_EXIT_COCO`` 40            ``nr`` u8, ``req_certs {gfn u64,
+                                                       npages u32, ret u32}``, 24 bytes
+v2         2024-11-19  ``KVM_EXIT_COCO`` 40            ``nr`` u8, ``ret`` u32 in the header,
+                                                       ``req_certs {gfn, npages u32}``, 32 B
+v3..v5     2024-12 ..  ``KVM_EXIT_SNP_REQ_CERTS`` 40   ``{gfn u64, npages u32, ret u32}``
+v6         2025-04-28  ``KVM_EXIT_SNP_REQ_CERTS``      ``{gpa, npages, ret}`` u64
+v7         2026-01-09  ``KVM_EXIT_SNP_REQ_CERTS`` 42   ``{gpa, npages, ret}`` u64 (merged as 43)
+=========  ==========  ==============================  ===================================
 
 What kernel-abi.md does not state is marked UNVERIFIED where it is used: the v6 exit
 number (40 assumed, as v3..v5; TDX only took 40 in June 2025) and the v4/v5 posting dates.
