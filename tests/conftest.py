@@ -43,6 +43,8 @@ from coco_core.registry import Registrar
 
 RegisterFn = Callable[[Registrar], None]
 PluginFactory = Callable[[str, RegisterFn], types.ModuleType]
+#: ``coco("demo", "-v")`` runs the ``coco`` command in-process: (status, stdout, stderr)
+CocoRunner = Callable[..., tuple[int, str, str]]
 
 
 def _make_plugin(name: str, register: RegisterFn) -> types.ModuleType:
@@ -61,6 +63,22 @@ def _make_plugin(name: str, register: RegisterFn) -> types.ModuleType:
 def make_plugin() -> PluginFactory:
     """Build a throw-away plugin module: ``make_plugin("acme", register_fn)``."""
     return _make_plugin
+
+
+@pytest.fixture
+def coco(capsys: pytest.CaptureFixture[str]) -> CocoRunner:
+    """Run ``coco ARGV`` in-process and return (status, stdout, stderr)."""
+    from coco_core.cli import main as cli
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = cli.main(list(argv))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 @functools.cache

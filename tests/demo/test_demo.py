@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from coco_core.cli import main as cli
 from coco_core.cli.demo import LEGEND
 from coco_core.demo import env as demo_env
 from coco_core.demo import run as demo_run
 from coco_core.demo.env import LINE_WIDTH, DemoEnv, ExitLine
 from coco_core.errors import CoCoError
 from coco_core.registry import Registry
+
+#: the ``coco`` fixture of tests/conftest.py: ``coco(*argv)`` gives (status, stdout, stderr)
+CocoRunner = Callable[..., tuple[int, str, str]]
 
 _REQUESTS = {
     "certificate",
@@ -29,28 +32,18 @@ _REQUESTS = {
 }
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run ``coco ARGV`` in-process; return (status, stdout, stderr)."""
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_demo_model_backend_passes(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_model_backend_passes(coco: CocoRunner) -> None:
     """``coco demo --backend model`` exits 0 and names the model backend."""
-    code, out, _ = run(capsys, "demo", "--backend", "model")
+    code, out, _ = coco("demo", "--backend", "model")
     assert code == 0
     assert "backend model" in out
     assert "FAIL" not in out
 
 
 @pytest.mark.parametrize("backend", [["--backend", "model"], []])
-def test_demo_json_lines(capsys: pytest.CaptureFixture[str], backend: list[str]) -> None:
+def test_demo_json_lines(coco: CocoRunner, backend: list[str]) -> None:
     """Every JSON exit line carries backend, vendor, exit_reason, request, status and raw."""
-    code, out, _ = run(capsys, "demo", "--format", "json", *backend)
+    code, out, _ = coco("demo", "--format", "json", *backend)
     assert code == 0
     lines = [json.loads(line) for line in out.splitlines()][:-1]
     assert lines
@@ -64,9 +57,9 @@ def test_demo_json_lines(capsys: pytest.CaptureFixture[str], backend: list[str])
     assert {line["vendor"] for line in lines} == {"snp", "tdx"}
 
 
-def test_demo_json_is_stdout_only(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_json_is_stdout_only(coco: CocoRunner) -> None:
     """With --format json each stdout line is JSON, the summary comes last, stderr has none."""
-    code, out, err = run(capsys, "demo", "--format", "json", "--backend", "model")
+    code, out, err = coco("demo", "--format", "json", "--backend", "model")
     assert code == 0
     docs = [json.loads(line) for line in out.splitlines()]
     summary = docs[-1]
@@ -79,11 +72,9 @@ def test_demo_json_is_stdout_only(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("backend", ["model", "auto"])
-def test_demo_text_fits_100_columns_with_a_legend(
-    capsys: pytest.CaptureFixture[str], backend: str
-) -> None:
+def test_demo_text_fits_100_columns_with_a_legend(coco: CocoRunner, backend: str) -> None:
     """Without -v every line is at most 100 columns, one per exit, under a legend."""
-    code, out, _ = run(capsys, "demo", "--backend", backend)
+    code, out, _ = coco("demo", "--backend", backend)
     assert code == 0
     lines = out.splitlines()
     assert lines[1 : 1 + len(LEGEND)] == list(LEGEND)
@@ -93,10 +84,10 @@ def test_demo_text_fits_100_columns_with_a_legend(
 
 
 def test_demo_deliberate_faults_are_labelled_not_logged(
-    capsys: pytest.CaptureFixture[str],
+    coco: CocoRunner,
 ) -> None:
     """The robustness steps' faults are [deliberate] lines; none reaches stderr as an ERROR."""
-    code, out, err = run(capsys, "demo", "--backend", "model")
+    code, out, err = coco("demo", "--backend", "model")
     assert code == 0
     assert "ERROR" not in err
     failed = [line for line in out.splitlines() if "-> ERROR" in line]
@@ -112,11 +103,9 @@ def test_demo_deliberate_faults_are_labelled_not_logged(
         ("demo", "--backend", "model", "--verbose"),
     ],
 )
-def test_verbose_anywhere_gives_the_details(
-    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
-) -> None:
+def test_verbose_anywhere_gives_the_details(coco: CocoRunner, argv: tuple[str, ...]) -> None:
     """-v before or after the subcommand shows fields, values written and deliberate logs."""
-    code, out, _ = run(capsys, *argv)
+    code, out, _ = coco(*argv)
     assert code == 0
     assert "wrote 0x" in out
     assert "quote(gpa=0x300000" in out
@@ -149,18 +138,18 @@ def test_short_line_is_cut_at_100_columns_and_verbose_is_not() -> None:
     assert line.to_text(verbose=True).endswith("x" * 200)
 
 
-def test_unknown_vendor_names_the_registered_vendors(capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_vendor_names_the_registered_vendors(coco: CocoRunner) -> None:
     """--vendor foo exits 1 with one line naming foo and the vendors that exist."""
-    code, _, err = run(capsys, "demo", "--backend", "model", "--vendor", "foo")
+    code, _, err = coco("demo", "--backend", "model", "--vendor", "foo")
     assert code == 1
     assert err.splitlines() == [
         "coco: error: --vendor 'foo': no such vendor (registered vendors: example, snp, tdx)"
     ]
 
 
-def test_vendor_without_a_scenario_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+def test_vendor_without_a_scenario_says_so(coco: CocoRunner) -> None:
     """--vendor of a plugin that ships no scenario names the vendors that have one."""
-    code, _, err = run(capsys, "demo", "--backend", "model", "--vendor", "example")
+    code, _, err = coco("demo", "--backend", "model", "--vendor", "example")
     assert code == 1
     assert err.splitlines() == [
         "coco: error: --vendor 'example': its plugin ships no demo scenario "
@@ -175,33 +164,29 @@ def test_no_scenario_at_all_says_which_plugins_ship_one() -> None:
 
 
 def test_demo_runs_on_the_packaged_data_alone(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    coco: CocoRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without a checkout's testdata/ (as from wheels) both scenarios pass on the shipped files."""
     monkeypatch.setattr(demo_run, "default_testdata", lambda: None)
     seen: list[Path | None] = []
     real = demo_run.scenario_data
     monkeypatch.setattr(demo_run, "scenario_data", lambda t: seen.append(real(t)) or seen[-1])
-    code, out, _ = run(capsys, "demo", "--backend", "model")
+    code, out, _ = coco("demo", "--backend", "model")
     assert code == 0, out
     assert [p.parent.name if p else None for p in seen] == ["coco_tdx", "coco_snp"]
 
 
-def test_testdata_overrides_the_packaged_data(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_testdata_overrides_the_packaged_data(coco: CocoRunner, tmp_path: Path) -> None:
     """--testdata is what the scenarios read: an empty folder makes both fail, naming the files."""
-    code, out, _ = run(capsys, "demo", "--backend", "model", "--testdata", str(tmp_path))
+    code, out, _ = coco("demo", "--backend", "model", "--testdata", str(tmp_path))
     assert code == 1
     assert f"FAIL snp guest-requests: CoCoError: snp demo: missing certificates ['{tmp_path}" in out
     assert f"FAIL tdx td-requests: CoCoError: no TDREPORT in {tmp_path}" in out
 
 
-def test_testdata_that_is_not_a_folder_is_one_line(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_testdata_that_is_not_a_folder_is_one_line(coco: CocoRunner, tmp_path: Path) -> None:
     """--testdata naming no folder exits 1 with one line naming the path."""
-    code, out, err = run(capsys, "demo", "--testdata", str(tmp_path / "nope"))
+    code, out, err = coco("demo", "--testdata", str(tmp_path / "nope"))
     assert (code, out) == (1, "")
     assert err.splitlines() == [f"coco: error: --testdata {tmp_path / 'nope'}: not a folder"]
 
