@@ -40,7 +40,8 @@ def test_qgs_recipe_runs_as_written(tmp_path: Path) -> None:
     (tmp_path / "testdata").symlink_to(ROOT / "testdata")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     done = subprocess.run(
-        ["bash", "-e", "-c", _recipe() + "wait $server || true\n"],
+        # the trap stops the server if a step fails before the recipe's own kill
+        ["bash", "-e", "-c", "trap 'kill $server 2>/dev/null || true' EXIT\n" + _recipe()],
         cwd=tmp_path,
         env=env,
         capture_output=True,
