@@ -231,9 +231,9 @@ class PluginConformance:
         names = {p.abi for p in self.own_parts()}
         return [a for a in self.registry.abis if a in names]
 
-    def claims(self, abi: str) -> dict[int, set[int]]:
+    def claims(self, abi: str) -> dict[int, set[Any]]:
         """Exit reason → claimed sub-call numbers, of this plugin's decoders under ``abi``."""
-        out: dict[int, set[int]] = {}
+        out: dict[int, set[Any]] = {}
         for part in self.own_parts():
             if part.abi != abi:
                 continue
