@@ -314,6 +314,14 @@ class Dispatcher:
         entry = self._table.get(_read_reason(run, self._reason_at)[0])
         return entry.find(run) if isinstance(entry, _SubCalls) else entry
 
+    def decoder_for(self, run: memoryview | bytearray) -> ExitDecoder | None:
+        """The decoder :meth:`dispatch` would use for ``run``, or None if none claims it.
+
+        .. versionadded:: 0.2
+        """
+        ex = self._find(run)
+        return None if ex is None else ex.decoder
+
     def decode(self, run: memoryview | bytearray) -> CoCoExit:
         """Decode without handling, for a VMM that answers by hand with ``ev.complete()``."""
         ex = self._find(run)
