@@ -50,7 +50,7 @@ WriteBack = Callable[[memoryview, NeutralRequest, int, Outcome | None], None]
 _KEY_ITEM = re.compile(r"(\d*)([xBHIQ])")
 _KEY_SIZES = {"x": 1, "B": 1, "H": 2, "I": 4, "Q": 8}
 
-#: A sub-call key: one number (TDX ``nr``), or a tuple for a compound key.
+#: A sub-call key: one number (TDX ``nr``), or a tuple for a compound key (.. versionadded:: 0.2).
 SubCall = int | tuple[int, ...]
 
 

@@ -62,7 +62,7 @@ class GuestMemoryLike(Protocol):
 
 
 #: The x86-64 general-purpose registers, as the TDX and SNP model parts name them
-#: (Intel SDM vol. 1, 3.4.1.1), plus ``rip`` and ``rflags``.
+#: (Intel SDM vol. 1, 3.4.1.1), plus ``rip`` and ``rflags``. (.. versionadded:: 0.2)
 X86_64_REGISTERS = frozenset(
     {
         "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
@@ -72,6 +72,7 @@ X86_64_REGISTERS = frozenset(
 #: The RISC-V integer registers by ABI name (RISC-V ABIs Specification, riscv-cc
 #: 1.1 "Integer Register Convention"), plus ``pc``; an SBI call passes a0..a5,
 #: the function id in a6 and the extension id in a7 (SBI 2.0, 3 "Binary Encoding").
+#: (.. versionadded:: 0.2)
 RISCV_REGISTERS = frozenset(
     {
         "zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1",

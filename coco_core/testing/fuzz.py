@@ -30,7 +30,10 @@ _GPA_BITS = (47, 48, 51, 52, 56, 63)  # TDX GPA.SHARED for GPAW 48/52, MAXPHYADD
 
 
 def boundary_values(size: int) -> tuple[int, ...]:
-    """The boundary values of an unsigned field of ``size`` bytes, sorted, each once."""
+    """The boundary values of an unsigned field of ``size`` bytes, sorted, each once.
+
+    .. versionadded:: 0.2
+    """
     width = size * 8
     top = (1 << width) - 1
     half = 1 << (width - 1)
@@ -53,6 +56,8 @@ def run_budgeted(
     At least one batch always runs, so a budget of 0 still checks ``batch``
     examples. A failing batch raises as hypothesis does, shrunk, with its seed
     in the report. Returns the number of batches run.
+
+    .. versionadded:: 0.2
     """
 
     runs = 0

@@ -55,7 +55,10 @@ HEADER_ENV = "COCO_KVM_HEADER_DIR"
 
 @functools.cache
 def registry_for(plugin: ModuleType) -> Registry:
-    """The registry of ``plugin`` alone (plus the core's built-in plugin), built once."""
+    """The registry of ``plugin`` alone (plus the core's built-in plugin), built once.
+
+    .. versionadded:: 0.2
+    """
     return Registry.from_plugins([plugin])
 
 
@@ -66,7 +69,10 @@ def _core_registry() -> Registry:
 
 
 class KitBase:
-    """The settings and helpers every conformance check uses (see :class:`PluginConformance`)."""
+    """The settings and helpers every conformance check uses (see :class:`PluginConformance`).
+
+    .. versionadded:: 0.2
+    """
 
     #: the plugin module (the entry point's target)
     plugin: ClassVar[ModuleType]

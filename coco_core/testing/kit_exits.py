@@ -40,7 +40,10 @@ _UNION = slice(EXIT_UNION_OFFSET, EXIT_UNION_OFFSET + EXIT_UNION_SIZE)
 
 
 class ExitChecks(KitBase):
-    """The checks that decode, dispatch and complete exits."""
+    """The checks that decode, dispatch and complete exits.
+
+    .. versionadded:: 0.2
+    """
 
     # -- goldens ---------------------------------------------------------------------
 

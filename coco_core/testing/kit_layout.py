@@ -44,6 +44,8 @@ def status_field_problems(abi: Abi, dec: ExitDecoder, kvm_run: bytes) -> list[st
     at the same offset and size, and for every status the decoder's space
     encodes, packing the value into the field must give exactly the bytes
     ``dec.write(run, request, raw, None)`` gives. Empty when all holds.
+
+    .. versionadded:: 0.2
     """
     field = dec.status_field
     if field is None:
@@ -75,7 +77,10 @@ def status_field_problems(abi: Abi, dec: ExitDecoder, kvm_run: bytes) -> list[st
 
 
 class LayoutChecks(KitBase):
-    """The checks of a plugin's registration, layouts and error spaces."""
+    """The checks of a plugin's registration, layouts and error spaces.
+
+    .. versionadded:: 0.2
+    """
 
     # -- installation and registration ----------------------------------------------
 

@@ -43,6 +43,8 @@ class Mutation:
     :param name: the bug class, as the issue names it.
     :param edits: ``(old, new)`` replacements; each ``old`` occurs exactly once.
     :param expect: fragments one failing check's message must all contain.
+
+    .. versionadded:: 0.2
     """
 
     name: str
@@ -52,7 +54,10 @@ class Mutation:
 
 @attrs.frozen
 class KitOutcome:
-    """What one check of the kit did: ``passed``, ``skipped`` or ``failed``, and its message."""
+    """What one check of the kit did: ``passed``, ``skipped`` or ``failed``, and its message.
+
+    .. versionadded:: 0.2
+    """
 
     check: str
     result: str
@@ -246,6 +251,8 @@ def run_mutant(
     refuse) gives one failed outcome, ``import``.
 
     :raises ValueError: an edit of ``mutation`` does not occur exactly once in ``source``.
+
+    .. versionadded:: 0.2
     """
     tag = "unmutated" if mutation is None else mutation.name
     module = f"coco_mutant_{abs(hash((str(into), tag)))}"
@@ -285,7 +292,10 @@ def run_mutant(
 
 
 def mutation_problem(mutation: Mutation, outcomes: list[KitOutcome]) -> str | None:
-    """Why the kit did not catch ``mutation`` (None when a failing check names it)."""
+    """Why the kit did not catch ``mutation`` (None when a failing check names it).
+
+    .. versionadded:: 0.2
+    """
     failed = [o for o in outcomes if o.result == "failed"]
     for o in failed:
         if all(fragment in o.message for fragment in mutation.expect):

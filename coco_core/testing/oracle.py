@@ -44,7 +44,10 @@ _U64 = (1 << 64) - 1
 
 
 class ExampleMemory:
-    """Sparse guest RAM below 4 GiB for model examples, preloaded from ``CallExample.memory``."""
+    """Sparse guest RAM below 4 GiB for model examples, preloaded from ``CallExample.memory``.
+
+    .. versionadded:: 0.2
+    """
 
     SIZE = 1 << 32
 
@@ -73,7 +76,10 @@ class ExampleMemory:
 
 
 def answers(dec: ExitDecoder) -> list[Result]:
-    """Every neutral status, then Outcomes with sizes, values and vendor codes at their bounds."""
+    """Every neutral status, then Outcomes with sizes, values and vendor codes at their bounds.
+
+    .. versionadded:: 0.2
+    """
     out: list[Result] = list(CoCoStatus)
     for size in (0, 1, 4095, 4096, 4097, (1 << 32) - 1, 1 << 32, _U64, -1):
         out.append(Outcome(CoCoStatus.BUFFER_TOO_SMALL, size_needed=size))
@@ -89,7 +95,10 @@ def answers(dec: ExitDecoder) -> list[Result]:
 
 
 def describe_answer(result: Result) -> str:
-    """``RETRY``, or ``Outcome(BUFFER_TOO_SMALL, size_needed=0x1000)``: an answer, short."""
+    """``RETRY``, or ``Outcome(BUFFER_TOO_SMALL, size_needed=0x1000)``: an answer, short.
+
+    .. versionadded:: 0.2
+    """
     if isinstance(result, CoCoStatus):
         return result.name
     extra = ", ".join(
@@ -103,7 +112,10 @@ def describe_answer(result: Result) -> str:
 
 @attrs.frozen
 class ExitSample:
-    """One exit the model raised for one example: what the kit decodes and completes."""
+    """One exit the model raised for one example: what the kit decodes and completes.
+
+    .. versionadded:: 0.2
+    """
 
     abi: str
     call: str
@@ -136,7 +148,10 @@ def _model(registry: Registry, vendor: str, abi: str, ex: CallExample) -> Kernel
 
 
 def exit_images(registry: Registry, vendor: str, abis: Iterable[str]) -> list[ExitSample]:
-    """The first exit of every example under every ABI in ``abis`` it exits in."""
+    """The first exit of every example under every ABI in ``abis`` it exits in.
+
+    .. versionadded:: 0.2
+    """
     out: list[ExitSample] = []
     for abi in abis:
         d = Dispatcher(registry, vendor, abi)
@@ -169,6 +184,8 @@ def model_problems(
     A problem is a completion the model refused (:class:`KvmRunRejected`) or a
     model that failed otherwise; each names the ABI, the call and example, the
     decoder, the answer, and what was written into ``kvm_run``.
+
+    .. versionadded:: 0.2
     """
     problems: list[str] = []
     reached: set[tuple[str, str]] = set()

@@ -49,6 +49,8 @@ def record_goldens(
 
     :raises ConfigurationError: the vendor registers no model examples, or an
         ABI name is unknown.
+
+    .. versionadded:: 0.2
     """
     names = list(abis) if abis is not None else [a.name for a in registry.abis_of(vendor)]
     samples = exit_images(registry, vendor, names)
@@ -102,7 +104,10 @@ def _constant(answer: CoCoStatus | Outcome) -> Any:
 
 
 def golden_json(registry: Registry, golden: Golden) -> dict[str, Any]:
-    """``golden.to_dict()`` with every byte's ``kvm_run`` field named in the comments."""
+    """``golden.to_dict()`` with every byte's ``kvm_run`` field named in the comments.
+
+    .. versionadded:: 0.2
+    """
     abi = registry.abi(golden.abi)
     d = Dispatcher(registry, golden.vendor, golden.abi)
     dec = d.decoder_for(bytearray(golden.kvm_run))

@@ -39,7 +39,10 @@ def _raise(request: Any, context: Any) -> Result:
 
 
 def answer_all(d: Dispatcher, answer: Result | str | None) -> None:
-    """Give every request type of ``d`` a handler answering ``answer`` (None: no handler)."""
+    """Give every request type of ``d`` a handler answering ``answer`` (None: no handler).
+
+    .. versionadded:: 0.2
+    """
     if answer is None:
         return
 
@@ -57,6 +60,8 @@ def image_problems(
     """Everything wrong with dispatching ``image`` once, ``d`` answering ``answer``.
 
     ``d`` must be fresh or have been given the same answer (see :func:`answer_all`).
+
+    .. versionadded:: 0.2
     """
     frame = abi.frame
     assert frame is not None
@@ -97,7 +102,10 @@ def _label(answer: Result | str | None) -> str:
 def base_images(
     abi: Abi, dec: ExitDecoder, samples: Iterable[ExitSample]
 ) -> list[tuple[str, bytes]]:
-    """``(label, image)`` to fuzz ``dec`` from: the model's exits it claims, then a zeroed one."""
+    """``(label, image)`` to fuzz ``dec`` from: the model's exits it claims, then a zeroed one.
+
+    .. versionadded:: 0.2
+    """
     frame = abi.frame
     assert frame is not None
     out = [
@@ -124,6 +132,8 @@ def boundary_problems(
 
     The handlers' answer cycles through :func:`~coco_core.testing.oracle.answers`
     (and a raising handler), so every value meets several answers.
+
+    .. versionadded:: 0.2
     """
     problems: list[str] = []
     for dec in decoders:

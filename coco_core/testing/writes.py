@@ -22,7 +22,10 @@ __all__ = ["Field", "member_of", "name_byte", "scalar_fields", "write_problems",
 
 @attrs.frozen
 class Field:
-    """One scalar of ``kvm_run``: an access path (array elements named ``[i]``), offset, size."""
+    """One scalar of ``kvm_run``: an access path (array elements named ``[i]``), offset, size.
+
+    .. versionadded:: 0.2
+    """
 
     path: str
     offset: int
@@ -65,7 +68,10 @@ def _scalars(lay: Layout) -> tuple[Field, ...]:
 
 
 def member_of(dec: ExitDecoder, abi: Abi) -> str | None:
-    """The union member ``dec``'s exit lives in, from the paths it names; None if it names none."""
+    """The union member ``dec``'s exit lives in, from the paths it names; None if it names none.
+
+    .. versionadded:: 0.2
+    """
     disc = abi.discriminators.get(dec.reason)
     paths = [*dec.write_set, *(disc.fields if disc is not None else ())]
     if dec.status_field is not None:
@@ -82,6 +88,8 @@ def scalar_fields(abi: Abi, member: str | None) -> list[Field]:
 
     Byte arrays longer than 16 (``padding``, message buffers) are left out:
     random bytes cover them.
+
+    .. versionadded:: 0.2
     """
     frame = abi.frame
     assert frame is not None
@@ -101,7 +109,10 @@ def scalar_fields(abi: Abi, member: str | None) -> list[Field]:
 
 
 def write_ranges(abi: Abi, dec: ExitDecoder) -> list[tuple[int, int, str]]:
-    """``(start, end, path)`` of every field in ``dec``'s write set under ``abi``."""
+    """``(start, end, path)`` of every field in ``dec``'s write set under ``abi``.
+
+    .. versionadded:: 0.2
+    """
     lay = _layout(abi)
     out = []
     for path in dec.write_set:
@@ -111,7 +122,10 @@ def write_ranges(abi: Abi, dec: ExitDecoder) -> list[tuple[int, int, str]]:
 
 
 def name_byte(abi: Abi, offset: int, prefer: str | None = None) -> str:
-    """The ``kvm_run`` field byte ``offset`` belongs to (one of ``prefer``'s member first)."""
+    """The ``kvm_run`` field byte ``offset`` belongs to (one of ``prefer``'s member first).
+
+    .. versionadded:: 0.2
+    """
     hits = [f.path for f in _leaves(abi) if f.offset <= offset < f.offset + f.size]
     hits = [h for h in hits if not h.startswith("kvm_run.padding")] or hits
     if prefer is not None:
@@ -125,6 +139,8 @@ def write_problems(abi: Abi, dec: ExitDecoder, before: bytes, after: bytes, what
     """One line per field outside ``dec``'s write set whose bytes ``after`` changed.
 
     :param what: how the completion came about, for the message ("answering RETRY").
+
+    .. versionadded:: 0.2
     """
     if before == after:
         return []
