@@ -13,9 +13,9 @@ Discovery is explicit::
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -536,16 +536,20 @@ def _check_numbering(abis: dict[str, Abi], parts: dict[str, list[tuple[str, AbiP
         )
 
     for num, names in sorted(by_number.items()):
-        items = sorted(names.items())
-        for i, (ea, in_a) in enumerate(items):
-            for eb, in_b in items[i + 1 :]:
-                for a in in_a:
-                    for b in in_b:
-                        clash(a, b, f"exit {num} is {ea} in ABI {a!r} but {eb} in ABI {b!r}")
+        for ea, a, eb, b in _disagreements(names):
+            clash(a, b, f"exit {num} is {ea} in ABI {a!r} but {eb} in ABI {b!r}")
     for ename, nums in sorted(by_name.items()):
-        pairs = sorted(nums.items())
-        for i, (na, in_a) in enumerate(pairs):
-            for nb, in_b in pairs[i + 1 :]:
-                for a in in_a:
-                    for b in in_b:
-                        clash(a, b, f"{ename} is {na} in ABI {a!r} but {nb} in ABI {b!r}")
+        for na, a, nb, b in _disagreements(nums):
+            clash(a, b, f"{ename} is {na} in ABI {a!r} but {nb} in ABI {b!r}")
+
+
+def _disagreements(
+    meanings: dict[Any, list[str]],
+) -> Iterator[tuple[Any, str, Any, str]]:
+    """``(meaning, ABI, other meaning, other ABI)`` for every two ABIs that disagree."""
+    items = sorted(meanings.items())
+    for i, (ma, in_a) in enumerate(items):
+        for mb, in_b in items[i + 1 :]:
+            for a in in_a:
+                for b in in_b:
+                    yield ma, a, mb, b
