@@ -80,6 +80,7 @@ _CORE_GROUPS: dict[str, tuple[str, str]] = {
         "compare CoCo exit ABIs: layouts, numbers, errors",
     ),
     "demo": ("coco_core.cli.demo:configure_parser", "run the SNP and TDX scenarios end to end"),
+    "golden": ("coco_core.cli.golden:configure_parser", "record golden exits from a kernel model"),
 }
 
 

@@ -48,7 +48,7 @@ def test_plugins_list_text(coco: CocoRunner) -> None:
     assert (code, err) == (0, "")
     assert "example (coco-example 0.1.0) vendors: example" in out
     assert "  exits:        KVM_EXIT_EXAMPLE_ATTEST" in out
-    assert "  error spaces: example.status" in out
+    assert "  error spaces: example.sbi, example.status" in out
     assert "core (built in)" in out
 
 
@@ -61,8 +61,8 @@ def test_plugins_list_json(coco: CocoRunner) -> None:
     assert ex["distribution"] == "coco-example"
     assert ex["vendors"] == ["example"]
     assert ex["abis"] == ["example-1"]
-    assert ex["exits"] == ["KVM_EXIT_EXAMPLE_ATTEST"]
-    assert ex["error_spaces"] == ["example.status"]
+    assert "KVM_EXIT_EXAMPLE_ATTEST" in ex["exits"]
+    assert ex["error_spaces"] == ["example.sbi", "example.status"]
     assert data["failures"] == []
 
 
@@ -71,7 +71,7 @@ def test_errors_table_text(coco: CocoRunner) -> None:
     code, out, _ = coco("errors", "table", "example.status")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0] == "example.status: example_attest.ret, copied verbatim into the guest's RAX"
+    assert lines[0] == "example.status: example_attest.ret, copied verbatim into the guest's a0"
     assert "BUFFER_TOO_SMALL     0x2  EXAMPLE_INVALID *" in lines
     assert max(len(line) for line in lines) <= 80
     assert "0x3  EXAMPLE_ERROR    ERROR" in lines
@@ -117,8 +117,8 @@ def test_unknown_space_exits_1_with_one_line(coco: CocoRunner) -> None:
     assert code == 1
     assert out == ""
     assert err.splitlines() == [
-        "coco: error: unknown error space 'nope'; known: example.status, kvm.map_gpa_range, "
-        "kvm.map_gpa_range_legacy, kvm.msr_error"
+        "coco: error: unknown error space 'nope'; known: example.sbi, example.status, "
+        "kvm.map_gpa_range, kvm.map_gpa_range_legacy, kvm.msr_error"
     ]
 
 

@@ -38,6 +38,8 @@ from coco_core.plugin import (
     EXIT_REASON,
     EXIT_UNION_OFFSET,
     EXIT_UNION_SIZE,
+    X86_64_REGISTERS,
+    CallExample,
     Errno,
     ExitImage,
     GuestCall,
@@ -407,9 +409,13 @@ def _term(key: str) -> Callable[[KernelContext, GuestCpu], ExitImage | GuestView
     return enter
 
 
+#: A one-entry PSC descriptor at 0x8000 (psc_hdr cur 0, end 0; gfn 0x100 to private, 4 KiB).
+_PSC_DESC = {0x8000: _PSC_HDR.pack(0, 0, 0) + _U64.pack(0x100 << 12 | PscOp.PRIVATE << 52)}
+
 #: The SNP calls the kernel model runs.
 MODEL = ModelPart(
     vendor="snp",
+    registers=X86_64_REGISTERS,
     calls=(
         GuestCall(
             name="snp.ext_guest_request",
@@ -417,24 +423,41 @@ MODEL = ModelPart(
             "(arch/x86/kvm/svm/sev.c; kernel-abi.md §3.1, §3.2, §5)",
             enter=_ext_enter,
             resume=_ext_resume,
+            examples=(
+                CallExample(
+                    name="one page, certificates enabled",
+                    regs={"rax": 0x10000, "rbx": 1},
+                    vm_state={REQ_CERTS_ENABLED: True},
+                ),
+            ),
         ),
         GuestCall(
             name="snp.psc_msr",
             description="GHCB_MSR_PSC_REQ: one 4 KiB page via KVM_HC_MAP_GPA_RANGE (sev.c; §3.4)",
             enter=_psc_msr_enter,
             resume=_psc_msr_resume,
+            examples=(
+                CallExample(
+                    name="gfn 0x33 to private",
+                    ghcb={"msr": GHCB_MSR_PSC_REQ | 0x33 << 12 | PscOp.PRIVATE << 52},
+                ),
+            ),
         ),
         GuestCall(
             name="snp.psc",
             description="SVM_VMGEXIT_PSC: batched entries via KVM_HC_MAP_GPA_RANGE (sev.c; §3.4)",
             enter=_psc_enter,
             resume=_psc_resume,
+            examples=(
+                CallExample(name="one entry", ghcb={"sw_scratch": 0x8000}, memory=_PSC_DESC),
+            ),
         ),
         GuestCall(
             name="snp.term_msr",
             description="GHCB_MSR_TERM_REQ: KVM_SYSTEM_EVENT_SEV_TERM, data[0] = MSR value (§3.5)",
             enter=_term("msr"),
             resume=None,
+            examples=(CallExample(name="reason set 1", ghcb={"msr": 0x100 | 1 << 12}),),
         ),
         GuestCall(
             name="snp.term_ghcb",
@@ -442,6 +465,7 @@ MODEL = ModelPart(
             "(§3.5)",
             enter=_term("ghcb_gpa"),
             resume=None,
+            examples=(CallExample(name="GHCB at 0x3000", ghcb={"ghcb_gpa": 0x3000}),),
         ),
     ),
 )

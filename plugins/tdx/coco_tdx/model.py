@@ -30,6 +30,8 @@ from coco_core.plugin import (
     EXIT_UNION_OFFSET,
     EXIT_UNION_SIZE,
     KVM_EXIT_HYPERCALL_LONG_MODE,
+    X86_64_REGISTERS,
+    CallExample,
     ExitImage,
     GuestCall,
     GuestCpu,
@@ -43,6 +45,7 @@ from coco_core.plugin import (
     MapGpaRangeAttr,
     ModelPart,
     SystemEventType,
+    kernels,
     run_offset,
 )
 from coco_tdx.ghci import TDVMCALL, TdvmcallStatus, map_gpa_guest_status
@@ -246,8 +249,19 @@ def _enter_report_fatal_error(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | 
     return ExitImage("KVM_EXIT_SYSTEM_EVENT/KVM_SYSTEM_EVENT_TDX_FATAL", KvmExitReason.SYSTEM_EVENT)
 
 
+#: The generations the calls below model: the released kernels with KVM_EXIT_TDX (the
+#: 2025 separate-exit proposal is not modelled).
+_MODELLED = frozenset(k.name for k in kernels.released() if kernels.has(k.name, kernels.TDX_EXIT))
+
+
+def _example(name: str, **regs: int) -> CallExample:
+    """A TDG.VP.VMCALL<GHCI> guest state (R10 = 0) for the conformance kit."""
+    return CallExample(name=name, regs={"r10": 0, **regs}, generations=_MODELLED)
+
+
 MODEL = ModelPart(
     vendor="tdx",
+    registers=X86_64_REGISTERS,
     calls=(
         GuestCall(
             name="tdx.get_quote",
@@ -255,6 +269,14 @@ MODEL = ModelPart(
             "tdx.c tdx_get_quote",
             enter=_enter_get_quote,
             resume=_resume_simple,
+            examples=(
+                _example(
+                    "4 KiB shared buffer",
+                    r11=TdvmcallLeaf.GET_QUOTE,
+                    r12=0x1000 | DEFAULT_SHARED_BIT,
+                    r13=4096,
+                ),
+            ),
         ),
         GuestCall(
             name="tdx.get_tdvmcall_info",
@@ -262,6 +284,7 @@ MODEL = ModelPart(
             "KVM_EXIT_TDX",
             enter=_enter_get_tdvmcall_info,
             resume=_resume_get_tdvmcall_info,
+            examples=(_example("leaf 1", r11=TdvmcallLeaf.GET_TD_VM_CALL_INFO, r12=1),),
         ),
         GuestCall(
             name="tdx.setup_event_notify",
@@ -269,6 +292,9 @@ MODEL = ModelPart(
             "KVM_EXIT_TDX",
             enter=_enter_setup_event_notify,
             resume=_resume_simple,
+            examples=(
+                _example("vector 0x40", r11=TdvmcallLeaf.SETUP_EVENT_NOTIFY_INTERRUPT, r12=0x40),
+            ),
         ),
         GuestCall(
             name="tdx.map_gpa",
@@ -276,12 +302,26 @@ MODEL = ModelPart(
             "KVM_EXIT_HYPERCALL per 2 MiB; tdx.c tdx_map_gpa",
             enter=_enter_map_gpa,
             resume=_resume_map_gpa,
+            examples=(
+                _example(
+                    "4 MiB to shared",
+                    r11=TdvmcallLeaf.MAP_GPA,
+                    r12=0x200000 | DEFAULT_SHARED_BIT,
+                    r13=4 << 20,
+                ),
+                _example(
+                    "one page to private", r11=TdvmcallLeaf.MAP_GPA, r12=0x200000, r13=PAGE_SIZE
+                ),
+            ),
         ),
         GuestCall(
             name="tdx.report_fatal_error",
             description="TDG.VP.VMCALL<ReportFatalError> → KVM_EXIT_SYSTEM_EVENT type 7, 16 GPRs",
             enter=_enter_report_fatal_error,
             resume=None,
+            examples=(
+                _example("error code 0x10000", r11=TdvmcallLeaf.REPORT_FATAL_ERROR, r12=0x10000),
+            ),
         ),
     ),
 )
