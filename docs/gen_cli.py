@@ -71,6 +71,11 @@ EXAMPLES: dict[str, Example] = {
         ok="every layout (and, with --header, every exit number) matches",
         fails="a mismatch (each is printed as MISMATCH), or no gcc or header to check with",
     ),
+    "coco golden record": Example(
+        "coco golden record example --abi example-1 --out golden",
+        ok="one NAME.json golden per model example and answer, written to --out",
+        fails="an unknown vendor or ABI, a vendor with no model examples, or --out not writable",
+    ),
     "coco demo": Example(
         "coco demo --backend model --vendor tdx",
         ok="every scenario passed",
