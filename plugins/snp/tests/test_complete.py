@@ -8,12 +8,16 @@ import struct
 import pytest
 
 from coco_core.dispatch import Dispatcher
+from coco_core.errors import CodeError
 from coco_core.generic.uapi import KVM_RUN_SIZE
 from coco_core.kvm.vm import GuestMemory
+from coco_core.model.base import GuestCpu
+from coco_core.model.kernel import KernelModel
 from coco_core.registry import Registry
 from coco_core.requests import CertificateRequest, Termination, Unsupported
 from coco_core.status import CoCoStatus, Outcome
 from coco_snp import complete, plugin
+from coco_snp.model import REQ_CERTS_ENABLED
 
 REG = Registry.from_plugins([plugin])
 
@@ -125,13 +129,80 @@ def test_retry_and_error_codes(
     assert d.decode(run).complete(CoCoStatus.RETRY).raw == ((1 << 31) if v1 else 11)
 
 
-def test_huge_size_needed_is_clamped() -> None:
-    """A size_needed beyond the field is clamped to its maximum, not an exception."""
-    run = _run(40, struct.pack("<QII", 5, 2, 0))
-    Dispatcher(REG, "snp", "snp-req-certs-v3").decode(run).complete(
-        Outcome(CoCoStatus.BUFFER_TOO_SMALL, size_needed=1 << 40)
-    )
-    assert struct.unpack_from("<I", run, 40)[0] == 0xFFFFFFFF
+# (abi, the largest page count its npages field holds, its generic error code)
+_LIMITS = {
+    "linux-7.2": ((1 << 64) - 1, 5),
+    "linux-7.0": ((1 << 64) - 1, 5),
+    "snp-req-certs-v7": ((1 << 64) - 1, 5),
+    "snp-req-certs-v6": ((1 << 64) - 1, 5),
+    "snp-req-certs-v3": (0xFFFFFFFF, 5),
+    "snp-req-certs-v5": (0xFFFFFFFF, 5),
+    "kvm-exit-coco-v1": (0xFFFFFFFF, 1 << 31),
+    "kvm-exit-coco-v2": (0xFFFFFFFF, 5),
+}
+# size_needed values at the boundaries (the guest gave 2 pages) and of the wrong types
+_SIZES: list[object] = [None, 0, -1, 1, 2, 3, 7, True, 1.5, "3", "limit", "limit+1"]
+
+
+@pytest.mark.parametrize(("abi", "reason", "union", "req", "ret", "npages"), CASES)
+@pytest.mark.parametrize("size", _SIZES)
+def test_buffer_too_small_needs_more_pages_than_the_guest_gave(
+    abi: str,
+    reason: int,
+    union: bytes,
+    req: tuple[int, int],
+    ret: tuple[int, str],
+    npages: tuple[int, str],
+    size: object,
+) -> None:
+    """ENOSPC is written only with an int page count above the guest's 2 that fits npages."""
+    limit, generic = _LIMITS[abi]
+    n = limit if size == "limit" else limit + 1 if size == "limit+1" else size
+    d = Dispatcher(REG, "snp", abi)
+    d.on(CertificateRequest, lambda r, c: Outcome(CoCoStatus.BUFFER_TOO_SMALL, size_needed=n))  # type: ignore[arg-type]
+    run = _run(reason, union)
+    before = _outside(run)
+    done = d.dispatch(run)
+    usable = type(n) is int and 2 < n <= limit
+    too_small = 1 if abi == "kvm-exit-coco-v1" else 28
+    assert struct.unpack_from(ret[1], run, ret[0])[0] == (too_small if usable else generic)
+    assert struct.unpack_from(npages[1], run, npages[0])[0] == (n if usable else 2)
+    assert (done is CoCoStatus.ERROR) is not usable
+    assert _outside(run) == before
+
+
+def test_plain_buffer_too_small_is_the_generic_error() -> None:
+    """A bare BUFFER_TOO_SMALL (no size at all) gives EIO, not ENOSPC with the guest's npages."""
+    d = Dispatcher(REG, "snp", "linux-7.2")
+    d.on(CertificateRequest, lambda r, c: CoCoStatus.BUFFER_TOO_SMALL)
+    run = _run(43, struct.pack("<QQQ", 0x5000, 2, 0))
+    assert d.dispatch(run) is CoCoStatus.ERROR
+    assert struct.unpack_from("<QQ", run, 40) == (2, 5)
+
+
+def test_buffer_too_small_by_hand_without_a_size_raises() -> None:
+    """ev.complete(BUFFER_TOO_SMALL) without a size raises CodeError and writes nothing."""
+    run = _run(43, struct.pack("<QQQ", 0x5000, 2, 0))
+    before = bytes(run)
+    ev = Dispatcher(REG, "snp", "linux-7.2").decode(run)
+    with pytest.raises(CodeError, match="size_needed None"):
+        ev.complete(CoCoStatus.BUFFER_TOO_SMALL)
+    assert bytes(run) == before
+
+
+@pytest.mark.parametrize(("size", "rbx", "exitinfo2"), [(2, 2, 0xFFFFFFFF << 32), (3, 3, 1 << 32)])
+def test_kernel_model_accepts_what_a_too_small_answer_writes(
+    size: int, rbx: int, exitinfo2: int
+) -> None:
+    """The model sees GENERIC for a size equal to the guest's, INVALID_LEN with RBX above it."""
+    buf = bytearray(0x20000)
+    model = KernelModel(REG, "snp", GuestMemory.from_buffer(0, buf), "linux-7.2")
+    model.ctx.vm_state[REQ_CERTS_ENABLED] = True
+    d = Dispatcher(REG, "snp", "linux-7.2")
+    d.on(CertificateRequest, lambda r, c: Outcome(CoCoStatus.BUFFER_TOO_SMALL, size_needed=size))
+    cpu = GuestCpu(regs={"rax": 0x4000, "rbx": 2})
+    view = model.call("snp.ext_guest_request", cpu, d)
+    assert (view.values["sw_exitinfo2"], view.values["rbx"]) == (exitinfo2, rbx)
 
 
 def test_unknown_coco_nr_is_unsupported() -> None:
