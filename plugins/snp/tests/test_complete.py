@@ -254,3 +254,34 @@ def test_sev_term_without_handler_is_handed_back() -> None:
     result = Dispatcher(REG, "snp", "linux-7.2").dispatch(run)
     assert isinstance(result, Unsupported)
     assert bytes(run) == before
+
+
+@pytest.mark.parametrize(("abi", "reason", "union", "req", "ret", "npages"), CASES)
+@pytest.mark.parametrize("status", [s for s in CoCoStatus if s is not CoCoStatus.BUFFER_TOO_SMALL])
+def test_only_buffer_too_small_writes_npages(
+    abi: str,
+    reason: int,
+    union: bytes,
+    req: tuple[int, int],
+    ret: tuple[int, str],
+    npages: tuple[int, str],
+    status: CoCoStatus,
+) -> None:
+    """Any other status leaves npages as the guest gave it, even with a size_needed (KVM reads
+    npages only for ENOSPC: snp_complete_req_certs, sev.c @ 1a27afa0)."""
+    run = _run(reason, union)
+    ev = Dispatcher(REG, "snp", abi).decode(run)
+    ev.complete(Outcome(status, size_needed=7))
+    assert struct.unpack_from(npages[1], run, npages[0])[0] == 2
+
+
+def test_ok_completion_marks_the_request_handed_on() -> None:
+    """After OK the exit is handed on (RETRY then raises); after ERROR it is not."""
+    d = Dispatcher(REG, "snp", "linux-7.2")
+    ok = d.decode(_run(43, struct.pack("<QQQ", 0x5000, 2, 0)))
+    assert not ok.handed_on
+    ok.complete(CoCoStatus.OK)
+    assert ok.handed_on
+    err = d.decode(_run(43, struct.pack("<QQQ", 0x5000, 2, 0)))
+    err.complete(CoCoStatus.ERROR)
+    assert not err.handed_on
