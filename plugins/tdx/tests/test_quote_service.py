@@ -466,3 +466,50 @@ def test_client_answer_that_is_not_bytes_ends_in_error(rec: Recorder, answer: ob
     assert done.status is (CoCoStatus.OK if ok else CoCoStatus.ERROR)
     assert guest.header()[1] == (GetQuoteStatus.SUCCESS if ok else GetQuoteStatus.ERROR)
     assert svc.in_flight == 0
+
+
+@pytest.mark.parametrize("over", [0, 1, 2, 23, 24])
+def test_quote_larger_than_size_minus_24_is_an_error(rec: Recorder, over: int) -> None:
+    """A quote of size - 24 fits; 1 to 24 bytes more is GET_QUOTE_ERROR and nothing is copied."""
+    guest = Guest(size=0x2000)
+    room = 0x2000 - 24
+    quote = b"Q" * (room + over)
+
+    class Exact:
+        def get_quote(self, report: bytes) -> bytes:
+            return quote
+
+    svc = _service(guest, rec, Exact())
+    svc.handle(QuoteRequest(BUF, 0x2000), None)
+    done = rec.wait()
+    svc.shutdown()
+    if over == 0:
+        assert (done.status, guest.header()[1:]) == (CoCoStatus.OK, (0, 1024, room))
+        assert bytes(guest.ram[BUF + 24 : BUF + 0x2000]) == quote
+    else:
+        assert done.status is CoCoStatus.ERROR
+        assert guest.header()[1:] == (GetQuoteStatus.ERROR, 1024, 0)
+        assert bytes(guest.ram[BUF + 24 : BUF + 24 + 1024]) == TDREPORT
+    assert guest.ram[BUF + 0x2000 :] == bytearray(len(guest.ram) - BUF - 0x2000)
+
+
+@pytest.mark.parametrize(("size", "accepted"), [(128 * 1024, True), (128 * 1024 + 4096, False)])
+def test_a_128_kib_buffer_is_accepted_one_page_more_is_not(
+    rec: Recorder, size: int, accepted: bool
+) -> None:
+    """QEMU's TDX_GET_QUOTE_MAX_BUF_LEN: exactly 128 KiB is accepted, 132 KiB is INVALID."""
+    ram = bytearray(256 * 1024)
+    struct.pack_into("<QQII", ram, 0, 1, 0, len(TDREPORT), 0)
+    ram[24 : 24 + len(TDREPORT)] = TDREPORT
+
+    class Tiny:
+        def get_quote(self, report: bytes) -> bytes:
+            return b"q" * 16
+
+    svc = QuoteService(GuestMemory.from_buffer(0, ram), Tiny(), on_complete=rec.on_complete)
+    out = svc.handle(QuoteRequest(0, size), None)
+    assert isinstance(out, Outcome)
+    assert out.status is (CoCoStatus.OK if accepted else CoCoStatus.INVALID)
+    if accepted:
+        assert rec.wait().status is CoCoStatus.OK
+    svc.shutdown()
