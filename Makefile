@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.coco-installed
 PROJECTS := pyproject.toml plugins/snp/pyproject.toml plugins/tdx/pyproject.toml tests/example_plugin/pyproject.toml
 
-.PHONY: setup demo test lint typecheck pytest bench docs-tables clean
+.PHONY: setup demo test lint typecheck pytest bench fuzz docs-tables clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The guest-hostility suite for FUZZ_SECONDS (make test runs it briefly): make fuzz FUZZ_SECONDS=600
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	@COCO_FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest -q tests/hostile || { echo "fuzz failed: the falsifying example is printed above"; exit 1; }
 
 docs-tables: $(STAMP)
 	$(BIN)/python docs/gen_tables.py && $(BIN)/python docs/gen_cli.py

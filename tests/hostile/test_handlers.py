@@ -100,33 +100,38 @@ def test_malformed_result_is_the_generic_error_and_logged(
     assert repr(getattr(result, "status", None)) in caplog.text or "not an int" in caplog.text
 
 
-@given(
-    st.one_of(
-        st.none(),
-        st.integers(),
-        st.floats(allow_nan=True),
-        st.text(max_size=4),
-        st.builds(
-            Outcome,
-            status=st.one_of(st.sampled_from(CoCoStatus), st.text(max_size=3), st.none()),
-            size_needed=st.one_of(st.none(), st.integers(-3, 3), st.floats(), st.text(max_size=2)),
-            vendor_code=st.one_of(st.none(), st.integers(-1, 2**64), st.floats()),
-            value=st.one_of(st.none(), st.integers(-(2**70), 2**70), st.floats()),
-            after_kernel_completion=st.one_of(st.just(()), st.just((1,)), st.just([print])),
-        ),
-    )
+_ANY = st.one_of(
+    st.none(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=4),
+    st.builds(
+        Outcome,
+        status=st.one_of(st.sampled_from(CoCoStatus), st.text(max_size=3), st.none()),
+        size_needed=st.one_of(st.none(), st.integers(-3, 3), st.floats(), st.text(max_size=2)),
+        vendor_code=st.one_of(st.none(), st.integers(-1, 2**64), st.floats()),
+        value=st.one_of(st.none(), st.integers(-(2**70), 2**70), st.floats()),
+        after_kernel_completion=st.one_of(st.just(()), st.just((1,)), st.just([print])),
+    ),
 )
-def test_any_handler_result_completes_with_an_answer(result: object) -> None:
+
+
+def test_any_handler_result_completes_with_an_answer(fuzz: Any) -> None:
     """Whatever a handler returns, dispatch() returns a status or Outcome and never raises."""
-    for vendor, request_type, image in (
-        ("snp", CertificateRequest, _req_certs),
-        ("snp", MsrAccess, _rdmsr),
-        ("tdx", TdvmcallInfoQuery, _tdvmcall_info),
-    ):
-        d = Dispatcher(REG, vendor)
-        d.on(request_type, lambda r, c: result)
-        done = d.dispatch(image())
-        assert type(done) is CoCoStatus or isinstance(done, Outcome)
+
+    @given(_ANY)
+    def prop(result: object) -> None:
+        for vendor, request_type, image in (
+            ("snp", CertificateRequest, _req_certs),
+            ("snp", MsrAccess, _rdmsr),
+            ("tdx", TdvmcallInfoQuery, _tdvmcall_info),
+        ):
+            d = Dispatcher(REG, vendor)
+            d.on(request_type, lambda r, c: result)
+            done = d.dispatch(image())
+            assert type(done) is CoCoStatus or isinstance(done, Outcome)
+
+    fuzz.run(prop)
 
 
 def test_raising_tracer_leaves_the_exit_completed(caplog: pytest.LogCaptureFixture) -> None:
