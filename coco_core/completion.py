@@ -139,14 +139,7 @@ class Completion:
         """
         if type(result) is CoCoStatus:
             if result is _TOO_SMALL and self.sized:
-                log.error(
-                    "%s: the %s handler returned BUFFER_TOO_SMALL without the size needed "
-                    "(for %r); answering ERROR",
-                    self.name,
-                    type(request).__name__,
-                    request,
-                )
-                return self.fail(run, request)
+                return self._refuse(run, request, result, "BUFFER_TOO_SMALL without the size")
             try:
                 put = self.put
                 if put is not None:
@@ -158,52 +151,36 @@ class Completion:
                 return self.fail(run, request)
             return result
         problem = outcome_problem(result)
+        if problem is None and self.writes and self.sized:
+            problem = self._size_problem(result)  # type: ignore[arg-type]  # checked above
         if problem is not None:
-            log.error(
-                "%s: the %s handler returned %s (for %r); answering ERROR",
-                self.name,
-                type(request).__name__,
-                problem,
-                request,
-            )
-            return self._failed(run, request, result)
+            return self._refuse(run, request, result, problem)
         assert isinstance(result, CoCoStatus | Outcome)
         if not self.writes:
             return result
-        if self.sized:
-            problem = self._size_problem(result)
-            if problem is not None:
-                log.error(
-                    "%s: the %s handler returned %s (for %r); answering ERROR",
-                    self.name,
-                    type(request).__name__,
-                    problem,
-                    request,
-                )
-                return self._failed(run, request, result)
         try:
             self.write(run, request, result)
         except CodeError as exc:
-            log.error(
-                "%s: the %s handler's vendor code rejected (%s; for %r); completing with ERROR",
-                self.name,
-                type(request).__name__,
-                exc,
-                request,
-            )
-            return self._failed(run, request, result)
+            return self._refuse(run, request, result, f"a vendor code rejected ({exc})")
         except ValueError as exc:  # the plugin cannot express this outcome (its message says why)
-            log.error(
-                "%s: the %s handler's answer cannot be written: %s; completing with ERROR",
-                self.name,
-                type(request).__name__,
-                exc,
-            )
-            return self._failed(run, request, result)
+            return self._refuse(run, request, result, f"an answer that cannot be written: {exc}")
         except Exception:  # a plugin's write() failing on a handler's value: log, answer ERROR
             log.exception("%s: completion of %r failed; completing with ERROR", self.name, result)
             return self._failed(run, request, result)
         return result
+
+    def _refuse(
+        self, run: memoryview | bytearray, request: NeutralRequest, result: object, problem: str
+    ) -> Result:
+        """Log which handler returned what, and complete with the generic error."""
+        log.error(
+            "%s: the %s handler returned %s (for %r); answering ERROR",
+            self.name,
+            type(request).__name__,
+            problem,
+            request,
+        )
+        return self._failed(run, request, result)
 
     def fail(self, run: memoryview | bytearray, request: NeutralRequest) -> CoCoStatus:
         """Write the vendor's generic error (the decoder's ``ERROR`` code), if it has one.

@@ -150,23 +150,14 @@ def make_chain(product: str = "Milan", tag: str = "") -> Chain:
         ark=issue(ark_cn, ark_cn, ark.public_key(), ark),
         ask=issue(ask_cn, ark_cn, ask.public_key(), ark, serial=0x10001),
         asvk=issue(asvk_cn, ark_cn, asvk.public_key(), ark, serial=0x10101),
-        vcek=issue(
-            "SEV-VCEK",
-            ask_cn,
-            ec_key(f"vcek{tag}").public_key(),
-            ask,
-            serial=1,  # AMD uses 0, which cryptography refuses to write
-            amd=vcek_extensions(product),
-        ),
-        vlek=issue(
-            "SEV-VLEK",
-            asvk_cn,
-            ec_key(f"vlek{tag}").public_key(),
-            asvk,
-            serial=1,  # AMD uses 0, which cryptography refuses to write
-            amd=vlek_extensions(product),
-        ),
+        vcek=_leaf("SEV-VCEK", ask_cn, f"vcek{tag}", ask, vcek_extensions(product)),
+        vlek=_leaf("SEV-VLEK", asvk_cn, f"vlek{tag}", asvk, vlek_extensions(product)),
     )
+
+
+def _leaf(cn: str, issuer: str, key: str, signer: Any, amd: dict[str, bytes]) -> bytes:
+    """A VCEK/VLEK: EC P-384 key, serial 1 (AMD uses 0, which cryptography refuses to write)."""
+    return issue(cn, issuer, ec_key(key).public_key(), signer, serial=1, amd=amd)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 import pytest
 
@@ -33,7 +34,18 @@ def _outside(run: bytearray) -> bytes:
     return bytes(run[:32] + run[288:])
 
 
-CASES = [
+class Case(NamedTuple):
+    """One ABI's certificate exit: the image, the request it decodes to, where ret/npages are."""
+
+    abi: str
+    reason: int
+    union: bytes
+    req: tuple[int, int]
+    ret: tuple[int, str]  # offset, struct format
+    npages: tuple[int, str]
+
+
+_CASES = [
     # abi, reason, union image, expected request, (ret offset, fmt), (npages offset, fmt)
     ("linux-7.2", 43, struct.pack("<QQQ", 0x5000, 2, 0), (0x5000, 2), (48, "<Q"), (40, "<Q")),
     ("linux-7.0", 43, struct.pack("<QQQ", 0x5000, 2, 0), (0x5000, 2), (48, "<Q"), (40, "<Q")),
@@ -72,32 +84,22 @@ CASES = [
         (56, "<I"),
     ),
 ]
+CASES = [Case(*c) for c in _CASES]
+IDS = [c.abi for c in CASES]
 
 
-@pytest.mark.parametrize(("abi", "reason", "union", "req", "ret", "npages"), CASES)
-def test_decode_each_abi(
-    abi: str,
-    reason: int,
-    union: bytes,
-    req: tuple[int, int],
-    ret: tuple[int, str],
-    npages: tuple[int, str],
-) -> None:
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_decode_each_abi(case: Case) -> None:
     """Every ABI's certificate exit decodes to the same CertificateRequest."""
+    abi, reason, union, req, _ret, _npages = case
     ev = Dispatcher(REG, "snp", abi).decode(_run(reason, union))
     assert ev.request == CertificateRequest(*req)
 
 
-@pytest.mark.parametrize(("abi", "reason", "union", "req", "ret", "npages"), CASES)
-def test_buffer_too_small_writes_ret_and_npages(
-    abi: str,
-    reason: int,
-    union: bytes,
-    req: tuple[int, int],
-    ret: tuple[int, str],
-    npages: tuple[int, str],
-) -> None:
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_buffer_too_small_writes_ret_and_npages(case: Case) -> None:
     """BUFFER_TOO_SMALL writes the ABI's code and the pages needed, nothing outside the union."""
+    abi, reason, union, _req, ret, npages = case
     run = _run(reason, union)
     before = _outside(run)
     ev = Dispatcher(REG, "snp", abi).decode(run)
@@ -108,16 +110,10 @@ def test_buffer_too_small_writes_ret_and_npages(
     assert _outside(run) == before
 
 
-@pytest.mark.parametrize(("abi", "reason", "union", "req", "ret", "npages"), CASES)
-def test_retry_and_error_codes(
-    abi: str,
-    reason: int,
-    union: bytes,
-    req: tuple[int, int],
-    ret: tuple[int, str],
-    npages: tuple[int, str],
-) -> None:
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_retry_and_error_codes(case: Case) -> None:
     """RETRY and ERROR write the ABI's codes into ret and leave npages alone."""
+    abi, reason, union, _req, ret, npages = case
     d = Dispatcher(REG, "snp", abi)
     for status in (CoCoStatus.RETRY, CoCoStatus.ERROR):
         run = _run(reason, union)
@@ -144,18 +140,11 @@ _LIMITS = {
 _SIZES: list[object] = [None, 0, -1, 1, 2, 3, 7, True, 1.5, "3", "limit", "limit+1"]
 
 
-@pytest.mark.parametrize(("abi", "reason", "union", "req", "ret", "npages"), CASES)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 @pytest.mark.parametrize("size", _SIZES)
-def test_buffer_too_small_needs_more_pages_than_the_guest_gave(
-    abi: str,
-    reason: int,
-    union: bytes,
-    req: tuple[int, int],
-    ret: tuple[int, str],
-    npages: tuple[int, str],
-    size: object,
-) -> None:
+def test_buffer_too_small_needs_more_pages_than_the_guest_gave(case: Case, size: object) -> None:
     """ENOSPC is written only with an int page count above the guest's 2 that fits npages."""
+    abi, reason, union, _req, ret, npages = case
     limit, generic = _LIMITS[abi]
     n = limit if size == "limit" else limit + 1 if size == "limit+1" else size
     d = Dispatcher(REG, "snp", abi)
@@ -256,19 +245,12 @@ def test_sev_term_without_handler_is_handed_back() -> None:
     assert bytes(run) == before
 
 
-@pytest.mark.parametrize(("abi", "reason", "union", "req", "ret", "npages"), CASES)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 @pytest.mark.parametrize("status", [s for s in CoCoStatus if s is not CoCoStatus.BUFFER_TOO_SMALL])
-def test_only_buffer_too_small_writes_npages(
-    abi: str,
-    reason: int,
-    union: bytes,
-    req: tuple[int, int],
-    ret: tuple[int, str],
-    npages: tuple[int, str],
-    status: CoCoStatus,
-) -> None:
+def test_only_buffer_too_small_writes_npages(case: Case, status: CoCoStatus) -> None:
     """Any other status leaves npages as the guest gave it, even with a size_needed (KVM reads
     npages only for ENOSPC: snp_complete_req_certs, sev.c @ 1a27afa0)."""
+    abi, reason, union, _req, _ret, npages = case
     run = _run(reason, union)
     ev = Dispatcher(REG, "snp", abi).decode(run)
     ev.complete(Outcome(status, size_needed=7))
