@@ -15,7 +15,7 @@ PY_ID := import os, sys; print(sys.version.split()[0], os.path.realpath(sys._bas
 WANT_PY := $(shell $(PYTHON) -c '$(PY_ID)' 2>/dev/null)
 VENV_PY := $(shell test -x $(BIN)/python && $(BIN)/python -c '$(PY_ID)' 2>/dev/null)
 
-.PHONY: setup demo test lint typecheck pytest bench docs docs-tables clean FORCE
+.PHONY: setup demo test lint typecheck pytest bench fuzz docs docs-tables clean FORCE
 
 setup: $(STAMP)
 
@@ -65,6 +65,11 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The guest-hostility suite for FUZZ_SECONDS (make test runs it briefly): make fuzz FUZZ_SECONDS=600
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	@COCO_FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest -q tests/hostile || { echo "fuzz failed: the falsifying example is printed above"; exit 1; }
 
 docs-tables: $(STAMP)
 	$(BIN)/python docs/gen_tables.py && $(BIN)/python docs/gen_cli.py

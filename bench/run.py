@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""``make bench``: dispatch cost per exit kind, KVM exit loops, ``coco --help`` start-up.
+"""``make bench``: dispatch cost per exit kind, KVM exit loops, ``coco --help`` start-up,
+and the cost of a memory conversion as a guest fragments its memory (``memattr.py``).
 
 All ratios are measured in one run on one machine; the machines are shared and
 noisy, so compare ratios, not absolute numbers across runs. The last line
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from memattr import memattr_costs, report  # bench/memattr.py, the conversion-cost section
 
 from coco_core.abi import ExitDecoder
 from coco_core.dispatch import Dispatcher
@@ -306,6 +309,8 @@ def main() -> None:
     exits = int(os.environ.get("COCO_BENCH_EXITS", "200" if QUICK else "30000"))
     runs = int(os.environ.get("COCO_BENCH_ROUNDS", "1" if QUICK else "11"))
     loops = kvm_loops(reg, exits, runs)
+    conversions = memattr_costs(reg)
+    report(conversions)
     result: dict[str, Any] = {
         "dispatch_ns": {k: v["coco_ns"] for k, v in costs.items()},
         "dispatch_vs_baseline": {k: v["ratio"] for k, v in costs.items()},
@@ -313,6 +318,7 @@ def main() -> None:
         "cli_help_target_ms": CLI_HELP_TARGET_MS,
         "python_pass_ms": startup["python_pass_ms"],
         "empty_call_ns": calib,
+        "memattr": conversions,
     }
     if loops is not None:
         result.update(loops)

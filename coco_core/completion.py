@@ -12,8 +12,16 @@ VMM answering by hand) both write through it:
   code of the space for that status); anything else a handler returned, and
   any failure of the plugin's ``write``, completes with the vendor's generic
   error (``ERROR``) and is logged with what was returned.
+* ``BUFFER_TOO_SMALL`` in a space that has a code of its own for it (the code
+  tells the guest "you need this many": SNP ``ENOSPC`` with ``npages``) needs
+  an :class:`Outcome` whose ``size_needed`` is a positive ``int``; a plain
+  ``BUFFER_TOO_SMALL``, or one without a usable size, completes with
+  ``ERROR`` (the guest would otherwise read back the size it gave). A plugin's
+  ``write`` raises ``ValueError`` for an outcome it cannot express (a size not
+  larger than the guest's, or one the field cannot hold): logged, ``ERROR``.
 * :meth:`Completion.write` is the strict form: it raises :class:`CodeError`
-  for a vendor code the space does not allow, and returns what it wrote.
+  for a vendor code the space does not allow (or a ``BUFFER_TOO_SMALL``
+  without a size), and returns what it wrote.
 
 Nothing is written for an exit without a completion (port I/O, termination).
 """
@@ -37,6 +45,7 @@ log = logging.getLogger("coco_core.completion")
 Result = CoCoStatus | Outcome
 
 _OPTIONAL_INTS = ("size_needed", "vendor_code", "value")
+_TOO_SMALL = CoCoStatus.BUFFER_TOO_SMALL
 
 
 @attrs.frozen
@@ -83,7 +92,17 @@ class Completion:
     :param decoder: the decoder whose ``write``, error space and status field it uses.
     """
 
-    __slots__ = ("decoder", "encode", "name", "put", "put_at", "space", "write_back", "writes")
+    __slots__ = (
+        "decoder",
+        "encode",
+        "name",
+        "put",
+        "put_at",
+        "sized",
+        "space",
+        "write_back",
+        "writes",
+    )
 
     def __init__(self, decoder: ExitDecoder) -> None:
         self.decoder = decoder
@@ -101,6 +120,8 @@ class Completion:
         #: a plain status is one pack_into here, when the decoder names the field
         self.put = field.writer if field is not None and self.writes else None
         self.put_at = field.offset if field is not None else 0
+        #: True when BUFFER_TOO_SMALL has a code of its own, which carries a size
+        self.sized = self.space is not None and self.space.expresses(CoCoStatus.BUFFER_TOO_SMALL)
 
     # -- the per-exit path ----------------------------------------------------------------
 
@@ -110,33 +131,56 @@ class Completion:
         """Write ``result`` into ``run``; return what was written (``ERROR`` if it had to be).
 
         Never raises: a malformed result, a vendor code the space refuses, or
-        a ``write`` that fails is logged and completed with ``ERROR``.
+        a ``write`` that fails is logged and completed with ``ERROR``. The
+        ``after_kernel_completion`` callbacks of an :class:`Outcome` that had
+        to be answered with ``ERROR`` are kept (when they are valid) on the
+        ``ERROR`` outcome returned: the kernel still completes the exit, so
+        work waiting for that (the SNP certificate lock) must still run.
         """
         if type(result) is CoCoStatus:
-            put = self.put
-            if put is not None:
-                put(run, self.put_at, self.encode[result])
-            elif self.write_back is not None:
-                self.write_back(run, request, self.encode[result], None)  # type: ignore[arg-type]
+            if result is _TOO_SMALL and self.sized:
+                return self._refuse(run, request, result, "BUFFER_TOO_SMALL without the size")
+            try:
+                put = self.put
+                if put is not None:
+                    put(run, self.put_at, self.encode[result])
+                elif self.write_back is not None:
+                    self.write_back(run, request, self.encode[result], None)  # type: ignore[arg-type]
+            except Exception:  # a plugin's write() failing on a plain status
+                log.exception("%s: writing %s failed; completing with ERROR", self.name, result)
+                return self.fail(run, request)
             return result
         problem = outcome_problem(result)
+        if problem is None and self.writes and self.sized:
+            problem = self._size_problem(result)  # type: ignore[arg-type]  # checked above
         if problem is not None:
-            log.error("%s: handler returned %s; answering ERROR", self.name, problem)
-            return self.fail(run, request)
+            return self._refuse(run, request, result, problem)
         assert isinstance(result, CoCoStatus | Outcome)
         if not self.writes:
             return result
         try:
             self.write(run, request, result)
         except CodeError as exc:
-            log.error(
-                "%s: handler's vendor code rejected (%s); completing with ERROR", self.name, exc
-            )
-            return self.fail(run, request)
+            return self._refuse(run, request, result, f"a vendor code rejected ({exc})")
+        except ValueError as exc:  # the plugin cannot express this outcome (its message says why)
+            return self._refuse(run, request, result, f"an answer that cannot be written: {exc}")
         except Exception:  # a plugin's write() failing on a handler's value: log, answer ERROR
             log.exception("%s: completion of %r failed; completing with ERROR", self.name, result)
-            return self.fail(run, request)
+            return self._failed(run, request, result)
         return result
+
+    def _refuse(
+        self, run: memoryview | bytearray, request: NeutralRequest, result: object, problem: str
+    ) -> Result:
+        """Log which handler returned what, and complete with the generic error."""
+        log.error(
+            "%s: the %s handler returned %s (for %r); answering ERROR",
+            self.name,
+            type(request).__name__,
+            problem,
+            request,
+        )
+        return self._failed(run, request, result)
 
     def fail(self, run: memoryview | bytearray, request: NeutralRequest) -> CoCoStatus:
         """Write the vendor's generic error (the decoder's ``ERROR`` code), if it has one.
@@ -149,6 +193,23 @@ class Completion:
             except Exception:  # a broken write(): nothing more can be done for this exit
                 log.exception("%s: could not even write ERROR", self.name)
         return CoCoStatus.ERROR
+
+    def _failed(
+        self, run: memoryview | bytearray, request: NeutralRequest, result: object
+    ) -> Result:
+        """:meth:`fail`, keeping the valid ``after_kernel_completion`` callbacks of ``result``."""
+        status = self.fail(run, request)
+        callbacks = getattr(result, "after_kernel_completion", ())
+        if (
+            isinstance(result, Outcome)
+            and isinstance(callbacks, tuple)
+            and callbacks
+            and all(callable(cb) for cb in callbacks)
+        ):
+            return Outcome(
+                status, after_kernel_completion=callbacks, detail="handler result refused"
+            )
+        return status
 
     def _put_raw(
         self,
@@ -187,13 +248,34 @@ class Completion:
         """Encode ``result`` with the decoder's error space and write it.
 
         :raises CodeError: an explicit ``vendor_code`` that is not a code of the
-            space for that status.
+            space for that status, or a ``BUFFER_TOO_SMALL`` without a positive
+            ``size_needed`` in a space whose code for it carries a size.
+        :raises ValueError: the plugin's ``write`` cannot express the outcome.
         """
+        problem = self._size_problem(result) if self.sized else None
+        if problem is not None:
+            assert self.space is not None
+            raise CodeError(
+                self.space.id, self.encode[_TOO_SMALL], _TOO_SMALL, f"{self.name}: {problem}"
+            )
         raw = self.raw_for(result)
         outcome = None if isinstance(result, CoCoStatus) else result
         if raw is not None:
             self._put_raw(run, request, raw, outcome)
         return self.record(result, raw)
+
+    def _size_problem(self, result: Result) -> str | None:
+        """Why a BUFFER_TOO_SMALL ``result`` carries no usable size, or None."""
+        status = result if isinstance(result, CoCoStatus) else result.status
+        if status is not _TOO_SMALL:
+            return None
+        n = None if isinstance(result, CoCoStatus) else result.size_needed
+        if n is None or n <= 0:
+            return (
+                f"BUFFER_TOO_SMALL with size_needed {n!r}; expected a positive int "
+                "(the guest reads it back as the size it needs)"
+            )
+        return None
 
     def record(self, result: Result, raw: int | None = None) -> Completed:
         """The :class:`Completed` of ``result`` (``raw`` as written, or as it would be)."""

@@ -84,6 +84,14 @@ class TdvmcallInfoQuery(NeutralRequest):
     leaf: int
 
 
+#: ``KVM_HC_MAP_GPA_RANGE`` attribute bits a guest may set: 3:0 the page size, 4 encrypted;
+#: 63:5 are "reserved (must be zero)" (Documentation/virt/kvm/x86/hypercalls.rst,
+#: torvalds/linux @ 512a93a93dbe)
+_MAP_GPA_DEFINED_ATTRS = 0x1F
+#: the page-size encodings hypercalls.rst and kvm_para.h define: 0 4 KiB, 1 2 MiB, 2 1 GiB
+_MAP_GPA_PAGE_SIZES = (0, 1, 2)
+
+
 @attrs.frozen
 class MemoryConversion(NeutralRequest):
     """The guest asks to convert a GPA range between private and shared.
@@ -94,7 +102,10 @@ class MemoryConversion(NeutralRequest):
         checks ``gpa_to_gfn(gpa) + npages``; SNP sends 512 per 2 MiB PSC entry).
     :param to_private: True for shared→private, False for private→shared.
     :param page_size: the guest's page-size hint from the attributes (4 KiB,
-        2 MiB or 1 GiB); it does not scale ``npages``.
+        2 MiB or 1 GiB; 4 KiB for an undefined encoding); it does not scale ``npages``.
+    :param attributes: the attribute word as the guest sent it
+        (``hypercall.args[2]``), reserved bits included; see :attr:`attribute_problem`
+        (None when the request did not come from that word). Not compared by ``==``.
     """
 
     kind: ClassVar[str] = "memory_conversion"
@@ -102,11 +113,34 @@ class MemoryConversion(NeutralRequest):
     npages: int
     to_private: bool
     page_size: int = 4096
+    #: not part of equality: two requests for the same conversion are equal whatever
+    #: else the word carried (the goldens and tests compare the meaning)
+    attributes: int | None = attrs.field(default=None, eq=False)
 
     @property
     def size(self) -> int:
         """Length of the range in bytes (``npages`` 4 KiB pages)."""
         return self.npages << 12
+
+    @property
+    def attribute_problem(self) -> str | None:
+        """Why :attr:`attributes` is not a valid attribute word, or None (also when unknown).
+
+        Reserved bits 63:5 set, or a page-size encoding (bits 3:0) other than
+        0, 1 and 2: a handler answers ``INVALID``.
+        """
+        attrs_ = self.attributes
+        if attrs_ is None:
+            return None
+        reserved = attrs_ & ~_MAP_GPA_DEFINED_ATTRS
+        if reserved:
+            return f"attributes {attrs_:#x}: reserved bits 63:5 set ({reserved:#x}); must be zero"
+        if (attrs_ & 0xF) not in _MAP_GPA_PAGE_SIZES:
+            return (
+                f"attributes {attrs_:#x}: page-size encoding {attrs_ & 0xF} is undefined "
+                "(0 = 4 KiB, 1 = 2 MiB, 2 = 1 GiB)"
+            )
+        return None
 
 
 @attrs.frozen

@@ -12,11 +12,14 @@ one.
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable
 
 import attrs
 
 __all__ = ["CoCoStatus", "Outcome"]
+
+log = logging.getLogger("coco_core.status")
 
 
 class CoCoStatus(enum.Enum):
@@ -75,13 +78,22 @@ class Outcome:
     value: int | None = None
     detail: str = ""
 
-    def run_after_completion(self) -> None:
-        """Run the deferred callbacks once; each runs even if an earlier one raised."""
-        errors: list[BaseException] = []
-        for cb in self.after_kernel_completion:
+    def run_after_completion(self) -> tuple[tuple[object, Exception], ...]:
+        """Run the deferred callbacks once, each even if an earlier one raised; never raises.
+
+        A callback that raises is logged (naming it) and returned with its
+        exception: the exit is completed already, and a VMM must keep its
+        vCPUs running (docs/explanation/design.md, "Rules of the house").
+        """
+        failed: list[tuple[object, Exception]] = []
+        callbacks: object = self.after_kernel_completion  # attrs does not check its type
+        if not isinstance(callbacks, tuple):
+            log.error("after_kernel_completion %r is not a tuple of callables; none run", callbacks)
+            return ((callbacks, TypeError("after_kernel_completion is not a tuple")),)
+        for cb in callbacks:
             try:
                 cb()
-            except Exception as exc:  # collected, re-raised below as a group
-                errors.append(exc)
-        if errors:
-            raise ExceptionGroup("after-completion callbacks failed", errors)  # type: ignore[type-var]
+            except Exception as exc:  # logged and returned; the next callback still runs
+                log.exception("after-completion callback %r failed (%s)", cb, self.detail or "-")
+                failed.append((cb, exc))
+        return tuple(failed)

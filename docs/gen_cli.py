@@ -105,7 +105,16 @@ EXAMPLES: dict[str, Example] = {
     ),
     "coco snp certs inspect": Example(
         "coco snp certs inspect testdata/snp/certs/ask_ark_milan.pem",
-        ok="shown; each certificate's chain status is in the output",
+        ok="shown, and every chain reaches a pinned AMD root (or a --trust-root)",
+        fails="a chain that is not verified, or an input without a certificate",
+    ),
+    "coco snp certs publish": Example(
+        "mkdir -p certs && cp testdata/snp/certs/ark_milan.pem testdata/snp/certs/ask_milan.pem "
+        "testdata/snp/reports/milan_v2_gsg_vcek.der certs/ && coco snp certs publish certs "
+        "--blob certs.blob --report testdata/snp/reports/milan_v2_gsg_report.bin --no-wait",
+        ok="the blob was replaced whole, under the exclusive lock, with a verified chain",
+        fails="no certificate for the chip and TCB, a chain that reaches no pinned root, or the "
+        "blob cannot be locked or written (the old blob is kept)",
     ),
     "coco snp vcek-for": Example(
         "coco snp vcek-for --certs testdata/snp/reports --chain testdata/snp/certs "

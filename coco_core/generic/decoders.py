@@ -2,9 +2,13 @@
 """The generic exits' decoders: port I/O, MSR, memory fault, ``KVM_HC_MAP_GPA_RANGE``.
 
 Each decoder reads its exit with one ``unpack_from`` at the offsets
-:mod:`coco_core.generic.uapi` declares; each completion writes only the field
-KVM reads back for that exit (``msr.error``, and ``msr.data`` for a RDMSR;
-``hypercall.ret``). Port I/O and memory faults have no completion.
+:mod:`coco_core.generic.uapi` declares; each completion writes only the fields
+KVM reads back for that exit, per arch/x86/kvm/x86.c (kvm-x86/linux @
+042007c262e5): a WRMSR exit completes with ``complete_fast_msr_access``, which
+reads ``msr.error`` only; a RDMSR exit with ``complete_fast_rdmsr``, which reads
+``msr.error`` and, when it is 0, ``msr.data`` (``complete_userspace_rdmsr``);
+``KVM_HC_MAP_GPA_RANGE`` reads ``hypercall.ret``. Port I/O and memory faults
+have no completion.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ __all__ = [
 ]
 
 _U = EXIT_UNION_OFFSET
+_U64_MASK = (1 << 64) - 1
+_put_u64 = struct.Struct("<Q").pack_into
 _io = KvmIoExit._c_struct.unpack_from
 _fault = KvmMemoryFaultExit._c_struct.unpack_from
 _RET = run_offset(KvmHypercallExit, "ret")
@@ -52,9 +58,13 @@ _MSR_DATA = run_offset(KvmMsrExit, "data")
 _RET_FIELD = StatusField(offset=_RET, fmt="<Q", field="kvm_run.hypercall.ret")
 _MSR_ERROR_FIELD = StatusField(offset=_MSR_ERROR, fmt="<B", field="kvm_run.msr.error")
 
-# Indexed by args[2] & 3 (KVM_MAP_GPA_RANGE_PAGE_SZ_4K 0, _2M 1, _1G 2, kvm_para.h);
-# 3 is undefined and kept at 4 KiB so the page count alone bounds the range.
-_PAGE_SIZES = (1 << 12, 1 << 21, 1 << 30, 1 << 12)
+# Indexed by the page-size field, args[2] bits 3:0 (Documentation/virt/kvm/x86/hypercalls.rst,
+# torvalds/linux @ 512a93a93dbe: "0 = 4kb, 1 = 2mb, 2 = 1gb, etc..."; kvm_para.h defines
+# KVM_MAP_GPA_RANGE_PAGE_SZ_4K 0, _2M 1, _1G 2). Encodings 3..15 are undefined: kept at
+# 4 KiB so the page count alone bounds the range, and MemoryConversion.attribute_problem
+# names them.
+_PAGE_SIZES = (1 << 12, 1 << 21, 1 << 30) + (1 << 12,) * 13
+_PAGE_SIZE_FIELD = 0xF
 _ENCRYPTED = int(MapGpaRangeAttr.ENCRYPTED)  # plain int: IntFlag arithmetic is slow
 
 
@@ -79,8 +89,16 @@ def _decode_msr(run: memoryview) -> NeutralRequest:
 
 def _write_msr(run: memoryview, request: NeutralRequest, raw: int, outcome: Outcome | None) -> None:
     run[_MSR_ERROR] = raw
-    if outcome is not None and outcome.value is not None and raw == 0:
-        run[_MSR_DATA : _MSR_DATA + 8] = (outcome.value & (2**64 - 1)).to_bytes(8, "little")
+    # msr.data is read back only for a RDMSR that succeeded (complete_userspace_rdmsr);
+    # a WRMSR's completion (complete_fast_msr_access) reads msr.error alone.
+    if (
+        outcome is not None
+        and outcome.value is not None
+        and raw == 0
+        and isinstance(request, MsrAccess)
+        and not request.write
+    ):
+        _put_u64(run, _MSR_DATA, outcome.value & _U64_MASK)
 
 
 _PRIVATE = int(MemoryExitFlag.PRIVATE)
@@ -94,14 +112,13 @@ def _decode_fault(run: memoryview) -> NeutralRequest:
 # kvm_run.hypercall.args[0..2] only (nr is the discriminator, read already)
 _map_gpa_args = struct.Struct("<QQQ").unpack_from
 _ARGS = run_offset(KvmHypercallExit, "args")
-_put_u64 = struct.Struct("<Q").pack_into
 
 
 def _decode_map_gpa(run: memoryview) -> NeutralRequest:
     a0, a1, a2 = _map_gpa_args(run, _ARGS)
-    # args[2] bits 1:0 page size, bit 4 ENCRYPTED (kvm_para.h); other bits stay
-    # in the raw exit, not in the request.
-    return MemoryConversion(a0, a1, (a2 & _ENCRYPTED) != 0, _PAGE_SIZES[a2 & 3])
+    # args[2] bits 3:0 page size, bit 4 ENCRYPTED, 63:5 reserved (hypercalls.rst): kept
+    # whole in ``attributes`` so the handler can refuse what the guest must not set.
+    return MemoryConversion(a0, a1, (a2 & _ENCRYPTED) != 0, _PAGE_SIZES[a2 & _PAGE_SIZE_FIELD], a2)
 
 
 def _write_hypercall_ret(

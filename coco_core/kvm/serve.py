@@ -9,8 +9,12 @@ completed the exit (the SNP certificate lock, reference/kernel-abi.md §3.2:
 "VMM ... sets ``kvm_run.immediate_exit = 1`` and calls ``KVM_RUN``; KVM runs
 the completion and returns ``-EINTR`` before entering the guest; the VMM then
 drops the lock"), the loop re-enters once with ``immediate_exit = 1``
-(:meth:`Vcpu.complete_pending`) and then runs that work. Exits no plugin
-claims go to the VMM's own ``fallback``.
+(:meth:`Vcpu.complete_pending`) and then runs that work. A callback that
+raises is logged by :meth:`Outcome.run_after_completion
+<coco_core.status.Outcome.run_after_completion>` and the vCPU goes on: the exit
+was completed already. A ``KVM_RUN`` that fails on the re-entry still stops
+the vCPU (after the callbacks ran), as any ``KVM_RUN`` error does. Exits no
+plugin claims go to the VMM's own ``fallback``.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ def coco_exit_handler(
             try:
                 vcpu.complete_pending()
             finally:
-                result.run_after_completion()
+                result.run_after_completion()  # never raises: failures are logged
             return Action.CONTINUE
         if isinstance(result, Unsupported):
             return fallback(vcpu, result)

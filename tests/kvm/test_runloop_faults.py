@@ -8,16 +8,20 @@ returns a scripted sequence, exactly as :class:`coco_core.kvm.vcpu.Vcpu` reports
 
 from __future__ import annotations
 
+import logging
 import struct
 from typing import Any
+
+import pytest
 
 from coco_core.dispatch import Dispatcher
 from coco_core.kvm.runloop import Action, RunLoop, StopReason
 from coco_core.kvm.serve import coco_exit_handler
 from coco_core.kvm.vcpu import RunOutcome
 from coco_core.registry import Registrar, Registry
-from coco_core.requests import MemoryFault, Unsupported
+from coco_core.requests import MemoryFault, MsrAccess, Unsupported
 from coco_core.services.memattr import MemoryAttributeTracker
+from coco_core.status import CoCoStatus, Outcome
 
 
 class _ScriptedVcpu:
@@ -100,3 +104,60 @@ def test_efault_without_memory_fault_is_an_error() -> None:
     (result,) = RunLoop([vcpu], coco_exit_handler(d)).run(timeout=5)  # type: ignore[list-item]
     assert result.reason is StopReason.ERROR
     assert "EFAULT" in str(result.error) or "FAULT" in str(result.error)
+
+
+def test_failing_after_completion_callback_keeps_the_vcpu_running(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A raising after-completion callback is logged by name; the next one and the vCPU go on."""
+    d = Dispatcher(_registry(), "faulttest")
+    ran: list[str] = []
+
+    def broken() -> None:
+        raise RuntimeError("lock file vanished")
+
+    def fine() -> None:
+        ran.append("released")
+
+    def on_fault(req: MemoryFault, ctx: Any) -> Outcome:
+        return Outcome(CoCoStatus.OK, after_kernel_completion=(broken, fine))
+
+    d.on(MemoryFault, on_fault)
+    stops: list[int] = []
+
+    def fallback(vcpu: Any, exit_: Unsupported) -> Action:
+        stops.append(exit_.raw_reason)
+        return Action.STOP
+
+    fault = struct.pack("<QQQ", 0, 0x3000, 0x1000)
+    vcpu = _ScriptedVcpu(
+        [
+            (RunOutcome.FAULT, 39, fault),
+            (RunOutcome.FAULT, 39, fault),
+            (RunOutcome.EXIT, 5, b""),  # KVM_EXIT_HLT, handed to the fallback
+        ]
+    )
+    with caplog.at_level(logging.ERROR):
+        (result,) = RunLoop([vcpu], coco_exit_handler(d, fallback=fallback)).run(timeout=5)  # type: ignore[list-item]
+    assert result.reason is StopReason.CALLBACK, result
+    assert result.exits == 3
+    assert ran == ["released", "released"]
+    assert stops == [5]
+    assert "broken" in caplog.text
+    assert "lock file vanished" in caplog.text
+
+
+def test_refused_outcome_still_runs_its_callbacks() -> None:
+    """An Outcome refused for a bad vendor code is answered ERROR (#GP) but its callbacks run."""
+    d = Dispatcher(_registry(), "faulttest")
+    ran: list[str] = []
+    d.on(
+        MsrAccess,
+        lambda r, c: Outcome(
+            CoCoStatus.OK, vendor_code=999, after_kernel_completion=(lambda: ran.append("x"),)
+        ),
+    )
+    vcpu = _ScriptedVcpu([(RunOutcome.EXIT, 29, bytes(24)), (RunOutcome.EXIT, 5, b"")])
+    RunLoop([vcpu], coco_exit_handler(d)).run(timeout=5)  # type: ignore[list-item]
+    assert vcpu.run_view[32] == 1  # msr.error = 1: the generic error (#GP)
+    assert ran == ["x"]

@@ -8,15 +8,25 @@ prints as ``coco: error: <message>`` with exit status 1.
 
 Commands::
 
-    coco snp report show FILE [--format text|json] [--product milan|genoa|turin]
-    coco snp certs inspect PATH... [--format text|json] [--at ISO-DATE]
-    coco snp vcek-for REPORT --certs DIR [--chain DIR]... [--at ISO-DATE]
+    coco snp report show FILE [--format text|json] [--product milan|genoa|turin] [--force]
+    coco snp certs inspect PATH... [--trust-root FILE]... [--format text|json] [--at ISO-DATE]
+    coco snp certs publish DIR --blob FILE (--tcb HEX [--chip-id HEX] | --report FILE) [--vlek]
+                           [--trust-root FILE]... [--run CMD] [--no-wait] [--at ISO-DATE]
+    coco snp vcek-for REPORT --certs DIR [--chain DIR]... [--trust-root FILE]... [--at ISO-DATE]
     coco snp cert-table build --ark F --ask F (--vcek F | --vlek F) -o OUT
     coco snp cert-table show FILE [--format text|json]
 
-``certs inspect`` verifies chains against every certificate given on the command line *plus*
-every certificate file in the directories of the given files (so ``inspect vcek.der`` next to
-``ask_ark_milan.pem`` just works). Without ``--at`` validity is checked at the current time.
+Trust: ``certs inspect``, ``certs publish`` and ``vcek-for`` verify chains against AMD's
+pinned roots (:mod:`coco_snp.certs.roots`) and the roots given with ``--trust-root`` only.
+The certificates given (files, directories, ``--chain``) are chain material, never trust,
+and nothing is read from neighbouring files. ``certs inspect`` exits 1 when a chain is not
+verified or an input holds no certificate. Without ``--at`` validity is checked now.
+
+``certs publish`` is the updater's side of the certificate lock (``KVM_SEV_SNP_ENABLE_REQ_CERTS``,
+:mod:`coco_snp.certs.lock`): it picks the VCEK (or VLEK) of the chip and TCB the platform
+reports, checks its chain against the pinned roots, builds the GHCB table (leaf, ASK or
+ASVK, ARK) and replaces the blob under the exclusive lock, atomically; ``--run`` runs the
+firmware change (e.g. ``snphost commit``) under the same lock, before the replace.
 """
 
 from __future__ import annotations
@@ -24,11 +34,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from coco_core.plugin import CoCoError
 from coco_snp.certs.certificate import CertKind, StoredCertificate, load_certificates
+from coco_snp.certs.lock import publish_blob
 from coco_snp.certs.store import CertificateStore
 from coco_snp.certs.table import CertTableKind, build_cert_table, parse_cert_table, required_pages
 from coco_snp.certs.tcb import Product, TcbVersion
@@ -59,15 +72,51 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         choices=[p.value.lower() for p in Product],
         help="product for TCB decoding when the report has no CPUID (version < 3)",
     )
+    show.add_argument(
+        "--force",
+        action="store_true",
+        help="show it even if it breaks what the spec fixes (it is then not a report)",
+    )
     show.set_defaults(func=cmd_report_show)
 
     certs = sub.add_parser("certs", help="AMD certificates")
     certs_sub = certs.add_subparsers(dest="snp_certs_command", metavar="COMMAND", required=True)
     inspect = certs_sub.add_parser("inspect", help="show certificates and verify their chains")
     inspect.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or dirs")
+    _trust_root(inspect)
     _format(inspect)
     _at(inspect)
     inspect.set_defaults(func=cmd_certs_inspect)
+
+    publish = certs_sub.add_parser(
+        "publish", help="replace the certificate blob a VMM serves, under the exclusive lock"
+    )
+    publish.add_argument("dir", type=Path, metavar="DIR", help="directory of certificates")
+    publish.add_argument(
+        "--blob", type=Path, required=True, metavar="FILE", help="the blob the VMMs read"
+    )
+    source = publish.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--tcb", metavar="HEX", help="the platform's reported TCB (SNP_PLATFORM_STATUS), a u64"
+    )
+    source.add_argument(
+        "--report", type=Path, metavar="FILE", help="take TCB and chip id from a fresh report"
+    )
+    publish.add_argument("--chip-id", metavar="HEX", help="the chip id (64 bytes) with --tcb")
+    publish.add_argument("--vlek", action="store_true", help="publish the VLEK, not a VCEK")
+    publish.add_argument(
+        "--run",
+        metavar="CMD",
+        help="run CMD under the exclusive lock before the replace (the firmware change)",
+    )
+    publish.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail at once if a VMM holds the shared lock, instead of waiting",
+    )
+    _trust_root(publish)
+    _at(publish)
+    publish.set_defaults(func=cmd_certs_publish)
 
     vcek = sub.add_parser("vcek-for", help="find the certificate that signs a report")
     vcek.add_argument("report", type=Path, help="raw report, Azure HCL container or hex text")
@@ -86,6 +135,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="extra directory of ARK/ASK/ASVK certificates (repeatable)",
     )
+    _trust_root(vcek)
     _at(vcek)
     vcek.set_defaults(func=cmd_vcek_for)
 
@@ -105,6 +155,27 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     tshow.add_argument("file", type=Path)
     _format(tshow)
     tshow.set_defaults(func=cmd_cert_table_show)
+
+
+def _trust_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-root",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also trust this root certificate (a test chain); AMD's roots are pinned",
+    )
+
+
+def _store_with_roots(paths: list[Path]) -> CertificateStore:
+    """An empty store trusting the ``--trust-root`` certificates besides AMD's pins."""
+    store = CertificateStore()
+    for path in paths:
+        certs = load_certificates(_read(path), source=str(path))
+        for cert in certs:
+            store.trust(cert)
+    return store
 
 
 def _format(p: argparse.ArgumentParser) -> None:
@@ -152,16 +223,18 @@ def _tcb_line(report: AttestationReport, raw: int) -> str:
 def cmd_report_show(args: argparse.Namespace) -> int:
     """``coco snp report show``."""
     product = None if args.product is None else Product.from_text(args.product)
-    report = load_report(_read(args.file), product=product)
+    report = load_report(_read(args.file), product=product, strict=not args.force)
+    problems = report.format_problems()
     if args.format == "json":
-        _print_json({"file": str(args.file), **report.as_dict()})
+        _print_json({"file": str(args.file), "format_problems": list(problems), **report.as_dict()})
         return 0
     chip = report.chip_id.hex()
     if report.product is Product.TURIN:
         chip = f"{report.chip_id[:8].hex()} (Turin: only the first 8 bytes are significant)"
     elif report.chip_id_is_zero:
         chip = "all zero (VLEK-signed or MASK_CHIP_ID)"
-    lines = [
+    lines = [f"NOT a well-formed report (--force): {problem}" for problem in problems]
+    lines += [
         f"file:              {args.file}",
         f"version:           {report.version}",
         f"guest_svn:         {report.guest_svn}",
@@ -187,29 +260,33 @@ def cmd_report_show(args: argparse.Namespace) -> int:
 
 
 # -- certs inspect -------------------------------------------------------------------------
-def _load_inspect(paths: list[Path]) -> tuple[list[StoredCertificate], CertificateStore]:
-    shown = CertificateStore()
+def _load_inspect(
+    paths: list[Path], roots: list[Path]
+) -> tuple[list[StoredCertificate], CertificateStore]:
+    """The certificates to show, and a store of them trusting only the pins and ``roots``.
+
+    Nothing beside the given paths is read: a neighbouring file is not trust material.
+    """
+    store = _store_with_roots(roots)
+    shown: list[StoredCertificate] = []
     for p in paths:
         if not p.exists():
             raise SnpCliError(f"{p}: no such file or directory")
-        shown.load_paths([p])
-    store = CertificateStore(list(shown.certificates))
+        loaded = CertificateStore().load_paths([p])
+        if not loaded:
+            raise SnpCliError(f"{p}: holds no certificate; expected PEM or DER certificates")
+        shown += loaded
     seen = {c.der for c in store}
-    for d in sorted({p.parent for p in paths if p.is_file()}):
-        extra = CertificateStore()
-        try:
-            extra.load_dir(d)
-        except CoCoError:
-            continue  # a neighbour that is not a certificate must not break inspect
-        store.add(c for c in extra if c.der not in seen)
-    return list(shown.certificates), store
+    store.add(c for c in shown if c.der not in seen)
+    return shown, store
 
 
 def cmd_certs_inspect(args: argparse.Namespace) -> int:
-    """``coco snp certs inspect``."""
+    """``coco snp certs inspect``: exits 1 unless every certificate's chain is verified."""
     at = _parse_at(args.at)
-    shown, store = _load_inspect(list(args.paths))
+    shown, store = _load_inspect(list(args.paths), list(args.trust_root))
     items: list[dict[str, Any]] = []
+    failed: list[str] = []
     for cert in shown:
         status = store.verify_chain(cert, at=at)
         d = cert.as_dict()
@@ -218,15 +295,23 @@ def cmd_certs_inspect(args: argparse.Namespace) -> int:
             "path": [f"{c.kind.value}:{c.subject_cn}" for c in status.path],
             "signatures_ok": status.signatures_ok,
             "complete": status.complete,
+            "anchor": status.anchor,
             "time_ok": status.time_ok,
             "at": status.at.isoformat(),
             "problems": list(status.problems),
         }
         items.append(d)
+        if not status.ok:
+            failed.append(cert.label)
         if args.format == "text":
             print(_cert_text(cert, status.summary()))
     if args.format == "json":
         _print_json(items)
+    if failed:
+        raise SnpCliError(
+            f"chain not verified for {len(failed)} of {len(shown)} certificate(s): "
+            + ", ".join(failed)
+        )
     return 0
 
 
@@ -276,7 +361,7 @@ def cmd_vcek_for(args: argparse.Namespace) -> int:
     report = load_report(_read(args.report))
     if not args.certs.is_dir():
         raise SnpCliError(f"--certs {args.certs}: not a directory")
-    store = CertificateStore()
+    store = _store_with_roots(list(args.trust_root))
     store.load_dir(args.certs)
     for d in args.chain:
         store.load_dir(d)
@@ -302,6 +387,89 @@ def cmd_vcek_for(args: argparse.Namespace) -> int:
     )
     status = store.verify_chain(cert, at=at)
     print(f"  chain: {status.summary()}")
+    return 0
+
+
+# -- certs publish -------------------------------------------------------------------------
+def _hex_int(option: str, text: str, bits: int) -> int:
+    try:
+        value = int(text, 16)
+    except ValueError:
+        raise SnpCliError(
+            f"{option} {text!r} is not hex; expected e.g. 0x7308000000000003"
+        ) from None
+    if not 0 <= value < 1 << bits:
+        raise SnpCliError(f"{option} {text!r} does not fit {bits} bits")
+    return value
+
+
+def _platform(args: argparse.Namespace) -> tuple[int, bytes | None]:
+    """The reported TCB and chip id the platform signs with (from --report or the options)."""
+    if args.report is not None:
+        if args.chip_id is not None:
+            raise SnpCliError("--chip-id goes with --tcb; --report carries its own CHIP_ID")
+        report = load_report(_read(args.report))
+        chip = None if report.chip_id_is_zero else report.chip_id
+        return report.reported_tcb_raw, chip
+    tcb = _hex_int("--tcb", args.tcb, 64)
+    if args.chip_id is None:
+        return tcb, None
+    try:
+        chip = bytes.fromhex(args.chip_id.removeprefix("0x"))
+    except ValueError:
+        raise SnpCliError(f"--chip-id {args.chip_id!r} is not hex") from None
+    if len(chip) != 64:
+        raise SnpCliError(f"--chip-id is {len(chip)} bytes; expected 64 (the report CHIP_ID)")
+    return tcb, chip
+
+
+def cmd_certs_publish(args: argparse.Namespace) -> int:
+    """``coco snp certs publish``: check, build and atomically replace the certificate blob."""
+    at = _parse_at(args.at) or dt.datetime.now(dt.UTC)
+    tcb, chip = _platform(args)
+    if not args.dir.is_dir():
+        raise SnpCliError(f"{args.dir}: not a directory; expected a directory of certificates")
+    store = _store_with_roots(list(args.trust_root))
+    store.load_dir(args.dir)
+    kind = CertKind.VLEK if args.vlek else CertKind.VCEK
+    if kind is CertKind.VCEK and chip is None:
+        raise SnpCliError("a VCEK is chip-specific: give --chip-id, or a --report with CHIP_ID")
+    leaf = store.for_tcb(tcb, chip_id=chip if kind is CertKind.VCEK else None, kind=kind)
+    if leaf is None:
+        candidates = store.of_kind(kind)
+        reasons = "; ".join(
+            f"{c.label}: {store.untrusted_reason(c) or 'SPLs or hwID differ'}" for c in candidates
+        )
+        raise SnpCliError(
+            f"no {kind.value} in {args.dir} matches reported TCB 0x{tcb:016X}"
+            + ("" if chip is None else f" and chip {chip.hex()[:16]}...")
+            + f" with a chain to a trusted root ({reasons or 'none there'})"
+        )
+    status = store.verify_chain(leaf, at=at)
+    if not status.ok:
+        raise SnpCliError(f"{leaf.label}: chain not verified: {'; '.join(status.problems)}")
+    slots = (
+        CertTableKind.VCEK if kind is CertKind.VCEK else CertTableKind.VLEK,
+        CertTableKind.ASK,
+        CertTableKind.ARK,
+    )
+    table = build_cert_table([(slot, c.der) for slot, c in zip(slots, status.path, strict=False)])
+
+    def firmware_change() -> None:
+        if args.run is None:
+            return
+        done = subprocess.run(shlex.split(args.run), check=False)
+        if done.returncode != 0:
+            raise SnpCliError(
+                f"--run {args.run!r} exited {done.returncode}; the old blob stays in place"
+            )
+
+    publish_blob(args.blob, table, wait=not args.no_wait, during=firmware_change)
+    chain = " -> ".join(f"{c.kind.value}({c.subject_cn})" for c in status.path)
+    print(
+        f"published {args.blob}: {chain}, {len(table)} bytes "
+        f"({required_pages(len(table))} page(s)), anchored in {status.anchor}"
+    )
     return 0
 
 

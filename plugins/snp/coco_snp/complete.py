@@ -6,7 +6,9 @@ Each decoder turns one exit into a neutral request with one ``unpack_from`` on t
 (``kvm_run`` bytes [32, 288)) and only the fields the ABI lets userspace write:
 
 * released ``KVM_EXIT_SNP_REQ_CERTS`` (43): ``ret`` at 48; for BUFFER_TOO_SMALL also
-  ``npages`` at 40 = :attr:`Outcome.size_needed` (KVM copies it into the guest's RBX);
+  ``npages`` at 40 = :attr:`Outcome.size_needed` (KVM copies it into the guest's RBX),
+  which must be larger than the guest's ``npages`` and fit the field, or the completion
+  writes the generic error instead (:func:`_needed`);
 * the proposals: the same request from their layouts (``gfn << 12`` is the gpa), so one
   :class:`~coco_core.requests.CertificateRequest` handler serves every revision;
 * ``KVM_SYSTEM_EVENT_SEV_TERM``: a :class:`~coco_core.requests.Termination`; no completion.
@@ -109,21 +111,33 @@ _V2_RET = run_offset(KvmExitCocoV2, "ret")  # coco.ret
 _V2_NPAGES = run_offset(KvmExitCocoV2, "npages")  # coco.req_certs.npages
 _V3_NPAGES = run_offset(KvmExitSnpReqCertsV3, "npages")  # snp_req_certs.npages (u32)
 _V3_RET = run_offset(KvmExitSnpReqCertsV3, "ret")  # snp_req_certs.ret (u32)
-# For a plain status each writer below writes only ``ret`` (the page count needs an Outcome).
+# For a plain status each writer below writes only ``ret`` (the page count needs an Outcome;
+# coco_core.completion answers a plain BUFFER_TOO_SMALL with the generic error, since a
+# size-carrying code without its size would tell the guest "you need what you gave").
 _REL_RET_FIELD = StatusField(offset=_REL_RET, fmt="<Q", field="kvm_run.snp_req_certs.ret")
 _V1_RET_FIELD = StatusField(offset=_V1_RET, fmt="<I", field="kvm_run.coco.req_certs.ret")
 _V2_RET_FIELD = StatusField(offset=_V2_RET, fmt="<I", field="kvm_run.coco.ret")
 _V3_RET_FIELD = StatusField(offset=_V3_RET, fmt="<I", field="kvm_run.snp_req_certs.ret")
 
 
-def _needed(outcome: Outcome | None, limit: int) -> int | None:
-    """The page count to report, clamped to the field; None to leave the field alone."""
-    if outcome is None or outcome.size_needed is None:
-        return None
-    n = outcome.size_needed
-    if not isinstance(n, int) or n < 0:
-        return None
-    return min(n, limit)
+def _needed(outcome: Outcome | None, request: NeutralRequest, limit: int) -> int:
+    """The page count written with ENOSPC (INVALID_LEN for v1), which KVM copies into RBX.
+
+    It must be an ``int`` larger than the guest's ``npages`` (else the guest is told "too
+    small, you need what you gave") and fit the field (``limit``). ``snp_complete_req_certs``
+    (arch/x86/kvm/svm/sev.c, kvm-x86/linux @ 1a27afa0) reads ``npages`` only for ENOSPC.
+
+    :raises ValueError: no usable size; the completion then writes the generic error.
+    """
+    n = None if outcome is None else outcome.size_needed
+    given = request.npages if isinstance(request, CertificateRequest) else None
+    usable = isinstance(n, int) and not isinstance(n, bool) and given is not None
+    if not usable or not given < n <= limit:  # type: ignore[operator]
+        raise ValueError(
+            f"BUFFER_TOO_SMALL with size_needed {n!r}: expected more pages than the guest's "
+            f"npages {given} and at most {limit:#x} (the field's width)"
+        )
+    return n  # type: ignore[return-value]
 
 
 # -- released: KVM_EXIT_SNP_REQ_CERTS {gpa, npages, ret} (also v6, v7) ---------------------
@@ -137,11 +151,10 @@ def _decode_released(run: memoryview) -> NeutralRequest:
 def _write_released(
     run: memoryview, request: NeutralRequest, raw: int, outcome: Outcome | None
 ) -> None:
-    n = _needed(outcome, _U64_MAX) if raw == _ENOSPC else None
-    if n is None:
-        _put_u64(run, _REL_RET, raw)
+    if raw == _ENOSPC and outcome is not None:
+        _put_2u64(run, _REL_NPAGES, _needed(outcome, request, _U64_MAX), raw)
     else:
-        _put_2u64(run, _REL_NPAGES, n, raw)
+        _put_u64(run, _REL_RET, raw)
 
 
 def _req_certs(reason: int, space_v2: bool = False) -> ExitDecoder:
@@ -175,11 +188,10 @@ def _decode_v3(run: memoryview) -> NeutralRequest:
 
 
 def _write_v3(run: memoryview, request: NeutralRequest, raw: int, outcome: Outcome | None) -> None:
-    n = _needed(outcome, _U32_MAX) if raw == _ENOSPC else None
-    if n is None:
-        _put_u32(run, _V3_RET, raw)
+    if raw == _ENOSPC and outcome is not None:
+        _put_2u32(run, _V3_NPAGES, _needed(outcome, request, _U32_MAX), raw)
     else:
-        _put_2u32(run, _V3_NPAGES, n, raw)
+        _put_u32(run, _V3_RET, raw)
 
 
 REQ_CERTS_V3 = ExitDecoder(
@@ -212,11 +224,10 @@ def _decode_v1(run: memoryview) -> NeutralRequest:
 
 
 def _write_v1(run: memoryview, request: NeutralRequest, raw: int, outcome: Outcome | None) -> None:
-    n = _needed(outcome, _U32_MAX) if raw == KVM_EXIT_COCO_REQ_CERTS_ERR_INVALID_LEN else None
-    if n is None:
-        _put_u32(run, _V1_RET, raw)
+    if raw == KVM_EXIT_COCO_REQ_CERTS_ERR_INVALID_LEN and outcome is not None:
+        _put_2u32(run, _V1_NPAGES, _needed(outcome, request, _U32_MAX), raw)
     else:
-        _put_2u32(run, _V1_NPAGES, n, raw)
+        _put_u32(run, _V1_RET, raw)
 
 
 COCO_V1_REQ_CERTS = ExitDecoder(
@@ -241,9 +252,9 @@ def _decode_v2(run: memoryview) -> NeutralRequest:
 
 
 def _write_v2(run: memoryview, request: NeutralRequest, raw: int, outcome: Outcome | None) -> None:
-    n = _needed(outcome, _U32_MAX) if raw == _ENOSPC else None
-    if n is not None:  # the two fields are not adjacent in v2: two writes on this path only
-        _put_u32(run, _V2_NPAGES, n)
+    # the two fields are not adjacent in v2: two writes on this path only
+    if raw == _ENOSPC and outcome is not None:
+        _put_u32(run, _V2_NPAGES, _needed(outcome, request, _U32_MAX))
     _put_u32(run, _V2_RET, raw)
 
 

@@ -12,14 +12,25 @@ The TCB fields are product-dependent (:mod:`coco_snp.certs.tcb`). The product co
 family/model for version 3+, otherwise from the caller (normally the VCEK ``productName``);
 when neither is available :attr:`AttestationReport.product` is ``None`` and the raw u64 values
 are all that can be shown.
+
+**What makes 1184 bytes a report.** Decoding accepts any 0x4A0 bytes;
+:meth:`AttestationReport.format_problems` lists what the spec fixes and the bytes break,
+with the checks google/go-sev-guest ``abi.ReportToProto`` / ``ValidateReportFormat``
+(@ af1c107a) applies: VERSION 2..5, SIGNATURE_ALGO 1, guest POLICY bit 17 set and bits
+63:26 zero, FLAGS bits 31:5 zero and SIGNING_KEY not 2..6, and the reserved ranges
+0x04C..0x050, 0x188 (0x18B from version 3)..0x1A0, 0x1EB, 0x1EF, 0x208..0x2A0 and, after the
+144-byte ECDSA signature, 0x330..0x4A0 all zero. :func:`load_report` refuses bytes with a
+problem unless ``strict=False``.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import os
 import re
 import struct
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -35,6 +46,7 @@ __all__ = [
     "HCL_MAGIC",
     "HCL_REPORT_OFFSET",
     "REPORT_SIZE",
+    "REPORT_VERSIONS",
     "SIGNED_LENGTH",
     "AttestationReport",
     "Cpuid",
@@ -59,6 +71,17 @@ SIG_ALGO_ECDSA_P384_SHA384 = 1
 # (testdata/SOURCES.md, trustee deps/verifier/test_data/az-snp-vtpm/hcl-report.bin).
 HCL_MAGIC = b"HCLA"
 HCL_REPORT_OFFSET = 0x20
+# Report versions the spec defines so far (go-sev-guest abi.MinSupportedReportVersion ..
+# MaxSupportedReportVersion = 2..5 @ af1c107a).
+REPORT_VERSIONS = range(2, 6)
+# Guest POLICY: bit 17 is reserved and must be 1, bits 63:26 must be zero (SEV-SNP ABI
+# spec 56860 "GUEST_POLICY"; go-sev-guest abi.ParseSnpPolicy).
+_POLICY_ONE_BIT = 1 << 17
+_POLICY_MBZ = ~((1 << 26) - 1) & ((1 << 64) - 1)
+# FLAGS @0x48: bits 31:5 must be zero (go-sev-guest abi.ParseSignerInfo).
+_FLAGS_MBZ = ~((1 << 5) - 1) & 0xFFFFFFFF
+# The end of the ECDSA P-384 signature (R, S: 2 x 72 bytes from 0x2A0).
+_SIG_END = _SIG_S + _RS_SIZE
 
 # One unpack for the fixed fields. Offsets (hex) as in the spec table:
 # 0x000 version u32, 0x004 guest_svn u32, 0x008 policy u64, 0x010 family_id[16],
@@ -201,6 +224,48 @@ class AttestationReport:
     def with_product(self, product: Product) -> AttestationReport:
         """The same report decoded with ``product`` (e.g. taken from a candidate VCEK)."""
         return AttestationReport.from_bytes(self.raw, product=product)
+
+    def format_problems(self) -> tuple[str, ...]:
+        """What the spec fixes and these bytes break (empty for a well-formed report).
+
+        See the module notes for the checks and their source.
+        """
+        problems: list[str] = []
+        if self.version not in REPORT_VERSIONS:
+            problems.append(
+                f"VERSION is {self.version}; expected {REPORT_VERSIONS[0]}..{REPORT_VERSIONS[-1]}"
+            )
+        if self.signature_algo != SIG_ALGO_ECDSA_P384_SHA384:
+            problems.append(
+                f"SIGNATURE_ALGO is {self.signature_algo}; expected "
+                f"{SIG_ALGO_ECDSA_P384_SHA384} (ECDSA P-384 with SHA-384)"
+            )
+        if not self.policy & _POLICY_ONE_BIT:
+            problems.append(f"POLICY 0x{self.policy:X} has bit 17 clear; it is reserved, must be 1")
+        if self.policy & _POLICY_MBZ:
+            problems.append(f"POLICY 0x{self.policy:X} sets reserved bits 63:26; must be zero")
+        if self.flags & _FLAGS_MBZ:
+            problems.append(f"FLAGS 0x{self.flags:X} sets reserved bits 31:5; must be zero")
+        if self.signing_key is None:
+            problems.append(f"SIGNING_KEY is {self.signing_key_raw}; values 2..6 are reserved")
+        low = 0x18B if self.version >= 3 else 0x188
+        reserved = (
+            (0x4C, 0x50),
+            (low, 0x1A0),
+            (0x1EB, 0x1EC),
+            (0x1EF, 0x1F0),
+            (0x208, SIGNED_LENGTH),
+            (_SIG_END, REPORT_SIZE),
+        )
+        for start, end in reserved:
+            chunk = self.raw[start:end]
+            if any(chunk):
+                first = start + next(i for i, b in enumerate(chunk) if b)
+                problems.append(
+                    f"reserved bytes 0x{start:03X}..0x{end:03X} are not zero "
+                    f"(first at 0x{first:03X})"
+                )
+        return tuple(problems)
 
     # -- flags (FLAGS @0x48; go-sev-guest abi.ParseSignerInfo) ---------------------------
     @property
@@ -378,7 +443,12 @@ def _choose_product(cpuid: Cpuid | None, given: Product | None) -> tuple[Product
 _HEX_RE = re.compile(rb"\A(?:0[xX])?[0-9a-fA-F\s]+\Z")
 
 
-def load_report(data: bytes | str, *, product: Product | None = None) -> AttestationReport:
+def load_report(
+    data: bytes | bytearray | memoryview | str | os.PathLike[str],
+    *,
+    product: Product | None = None,
+    strict: bool = True,
+) -> AttestationReport:
     """Decode a report from a raw 0x4A0-byte report, an Azure HCL container or hex text.
 
     * raw: exactly 0x4A0 bytes;
@@ -386,9 +456,41 @@ def load_report(data: bytes | str, *, product: Product | None = None) -> Attesta
     * hex text (e.g. ``milan_v2_virtee_report.hex``): hex digits, whitespace allowed,
       optional ``0x`` prefix; it must decode to one of the two forms above.
 
-    :raises ReportError: naming the length and the forms that were expected.
+    :param data: the bytes, the hex text as a ``str``, or a path (``pathlib.Path``) whose
+        file is read as bytes, in any of the forms above.
+    :param strict: refuse bytes that break what the spec fixes
+        (:meth:`AttestationReport.format_problems`); False decodes them anyway.
+    :raises ReportError: naming the length and the forms that were expected, what makes the
+        bytes not a report, or a ``str`` that is neither hex text nor anything else accepted.
     """
-    buf = data.encode("ascii", "replace") if isinstance(data, str) else bytes(data)
+    if isinstance(data, os.PathLike):
+        path = Path(data)
+        try:
+            buf = path.read_bytes()
+        except OSError as exc:
+            raise ReportError(f"load_report: {path}: cannot read: {exc.strerror}") from None
+    elif isinstance(data, str):
+        buf = data.encode("ascii", "replace")
+        if not _HEX_RE.match(buf):
+            shown = data if len(data) <= 60 else data[:57] + "..."
+            raise ReportError(
+                f"load_report: the str {shown!r} is not hex text; pass a pathlib.Path to read "
+                "a file, or the report's bytes"
+            )
+    else:
+        buf = bytes(data)
+    report = _load(buf, product)
+    if strict:
+        problems = report.format_problems()
+        if problems:
+            raise ReportError(
+                "not an SEV-SNP attestation report: " + "; ".join(problems) + " (strict=False, "
+                "or --force on the command line, decodes it anyway)"
+            )
+    return report
+
+
+def _load(buf: bytes, product: Product | None) -> AttestationReport:
     if buf.startswith(HCL_MAGIC):
         end = HCL_REPORT_OFFSET + REPORT_SIZE
         if len(buf) < end:
@@ -407,7 +509,7 @@ def load_report(data: bytes | str, *, product: Product | None = None) -> Attesta
             raise ReportError(f"hex report text has {len(text)} digits; expected an even count")
         decoded = bytes.fromhex(text.decode("ascii"))
         if decoded.startswith(HCL_MAGIC) or len(decoded) == REPORT_SIZE:
-            return load_report(decoded, product=product)
+            return _load(decoded, product)
         raise ReportError(
             f"hex report text decodes to {len(decoded)} bytes; expected {REPORT_SIZE} "
             "(a raw report) or an HCLA container"

@@ -52,20 +52,37 @@ CertificateSource: TypeAlias = (
 
 
 def table_from_store(store: CertificateStore) -> bytes:
-    """The table for a store: the first VCEK, VLEK, ASK (or ASVK) and ARK it holds.
+    """The table for a store: its first VCEK (else VLEK) that it serves, with that leaf's
+    verified ASK (or ASVK) and ARK.
 
-    ASVK goes under the ASK GUID (no ASVK GUID exists, kernel-abi.md §3.6).
+    The leaf must reach a trusted root (:meth:`CertificateStore.served_chain`): a store
+    refuses to serve a forged chain. A store with no VCEK/VLEK at all gives its first ASK
+    (or ASVK) and ARK. ASVK goes under the ASK GUID (no ASVK GUID exists, kernel-abi.md §3.6).
+
+    :raises CertificateVerificationError: the store holds leaves but serves none of them.
     """
-    from coco_snp.certs.certificate import CertKind
+    from coco_snp.certs.certificate import CertificateVerificationError, CertKind
 
-    picks = [
-        (CertTableKind.VCEK, (CertKind.VCEK,)),
-        (CertTableKind.VLEK, (CertKind.VLEK,)),
+    leaves = store.of_kind(CertKind.VCEK) + store.of_kind(CertKind.VLEK)
+    if leaves:
+        for leaf in leaves:
+            if store.serves(leaf):
+                chain = store.served_chain(leaf)
+                break
+        else:
+            reasons = "; ".join(f"{c.label}: {store.untrusted_reason(c)}" for c in leaves)
+            raise CertificateVerificationError(f"no certificate to serve: {reasons}")
+        slots = (
+            CertTableKind.VCEK if chain[0].kind is CertKind.VCEK else CertTableKind.VLEK,
+            CertTableKind.ASK,
+            CertTableKind.ARK,
+        )
+        return build_cert_table([(slot, c.der) for slot, c in zip(slots, chain, strict=False)])
+    entries: list[tuple[CertTableKind, bytes]] = []
+    for slot, kinds in (
         (CertTableKind.ASK, (CertKind.ASK, CertKind.ASVK)),
         (CertTableKind.ARK, (CertKind.ARK,)),
-    ]
-    entries: list[tuple[CertTableKind, bytes]] = []
-    for slot, kinds in picks:
+    ):
         for kind in kinds:
             found = store.of_kind(kind)
             if found:
@@ -85,6 +102,8 @@ class CertificateService:
     :param wait: with ``blob``, block while an update holds the exclusive lock instead
         of answering RETRY.
     :raises CertTableError: ``source`` does not make a valid table.
+    :raises CertificateVerificationError: a store whose VCEK/VLEK chains reach no
+        trusted root (see :func:`table_from_store`).
     """
 
     def __init__(

@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -215,10 +216,185 @@ def test_missing_issuer_is_reported() -> None:
     assert "ASK 'SEV-Milan'" in status.summary()
 
 
-def test_wrong_issuer_kind_is_not_used(store: CertificateStore) -> None:
-    """A VCEK is never verified against an ASVK, even with a matching key family."""
-    status = store.verify_chain(_one(REPORTS / "milan_v2_gsg_vcek.der"), at=PINNED)
-    assert status.path[1].kind is CertKind.ASK
+@pytest.mark.parametrize(
+    ("leaf", "wrong", "right"), [("vcek", "asvk", "ask"), ("vlek", "ask", "asvk")]
+)
+def test_wrong_issuer_kind_is_not_used(certgen: Any, leaf: str, wrong: str, right: str) -> None:
+    """A VCEK signed by an ASVK, or a VLEK by an ASK, never verifies, though names and key match."""
+    chain = certgen.make_chain()
+    issuer = chain.stored(wrong)  # subject is the leaf's issuer, and its key signed the leaf
+    forged_leaf = StoredCertificate.from_der(
+        certgen.issue(
+            "SEV-VCEK" if leaf == "vcek" else "SEV-VLEK",
+            issuer.subject_cn,
+            certgen.ec_key("wrong-kind").public_key(),
+            certgen.rsa_key(wrong),
+            serial=1,
+            amd=certgen.vcek_extensions() if leaf == "vcek" else certgen.vlek_extensions(),
+        ),
+        source=f"{leaf}-by-{wrong}.der",
+    )
+    s = CertificateStore()
+    s.trust(chain.stored("ark"))
+    s.add([chain.stored("ask"), chain.stored("asvk"), forged_leaf])
+    status = s.verify_chain(forged_leaf)
+    assert not status.ok
+    assert status.path == (forged_leaf,)
+    assert f"{right.upper()} {issuer.subject_cn!r}" in status.summary()
+    # just inside: the same leaf issued by the right kind verifies
+    assert s.verify_chain(chain.stored(leaf)).ok
+
+
+def test_forged_root_named_ark_milan_is_not_trusted(forged: Any) -> None:
+    """A self-made ARK-Milan and the ASK it signed do not verify: trust is by pinned key."""
+    s = CertificateStore()
+    s.add([forged.stored("ark"), forged.stored("ask"), forged.stored("vcek")])
+    for name in ("ark", "ask", "vcek"):
+        status = s.verify_chain(forged.stored(name))
+        assert status.signatures_ok
+        assert not status.complete
+        assert "not one of AMD's pinned roots" in status.summary()
+    s.trust(forged.stored("ark"))
+    assert s.verify_chain(forged.stored("vcek")).ok
+
+
+@pytest.mark.parametrize("kind", ["ask", "asvk"])
+def test_self_signed_intermediate_is_not_a_root(certgen: Any, kind: str) -> None:
+    """A self-signed ASK or ASVK is not a complete chain; AMD's real ASK under its ARK is."""
+    cn = "SEV-Milan" if kind == "ask" else "SEV-VLEK-Milan"
+    key = certgen.rsa_key(f"self-{kind}")
+    cert = StoredCertificate.from_der(certgen.issue(cn, cn, key.public_key(), key))
+    s = CertificateStore([cert])
+    status = s.verify_chain(cert)
+    assert status.signatures_ok
+    assert not status.complete
+    real = _one(CERTS / ("ask_milan.pem" if kind == "ask" else "asvk_ark_milan.pem"))
+    s.add(load_certificates((CERTS / "ark_milan.pem").read_bytes()))
+    assert s.verify_chain(real, at=PINNED).ok
+
+
+def test_every_pin_is_the_key_of_the_real_amd_certificate() -> None:
+    """Each of the 9 pins equals the SPKI SHA-256 of the AMD certificate in testdata."""
+    from coco_snp.certs.roots import AMD_ROOTS
+    from coco_snp.certs.store import spki_sha256
+
+    found = {}
+    for path in CERTS.iterdir():
+        for cert in load_certificates(path.read_bytes()):
+            found[(cert.kind, cert.product)] = spki_sha256(cert)
+    assert len(AMD_ROOTS) == 9
+    for pin in AMD_ROOTS:
+        assert found[(pin.kind, pin.product)] == pin.spki_sha256, pin.subject_cn
+
+
+def test_pinned_key_in_a_certificate_of_another_kind_does_not_anchor(certgen: Any) -> None:
+    """AMD's Milan ASK key inside a certificate claiming to be ARK-Genoa anchors nothing."""
+    amd_ask = _one(CERTS / "ask_milan.pem")
+    posing = StoredCertificate.from_der(
+        certgen.issue("ARK-Genoa", "ARK-Genoa", amd_ask.public_key(), certgen.rsa_key("poser"))
+    )
+    s = CertificateStore([posing])
+    what, why = s.anchor_of(posing)
+    assert what is not None
+    assert why is not None
+    assert "expected the ASK of Milan" in why
+    assert not s.verify_chain(posing).complete
+    assert s.anchor_of(amd_ask)[1] is None  # the real one, just inside
+    genoa_vcek = _one(REPORTS / "genoa_v5_oak_vcek.der")
+    s2 = CertificateStore([genoa_vcek, _one(CERTS / "ask_genoa.pem")])
+    assert s2.verify_chain(genoa_vcek, at=PINNED).ok  # anchored in the pinned Genoa ASK
+
+
+def test_store_refuses_to_serve_an_unpinned_vcek(forged: Any, caplog: Any) -> None:
+    """for_tcb, vcek_for and the table skip a forged chain's VCEK; the opt-out serves and logs."""
+    from coco_snp.service import table_from_store
+
+    certs = [forged.stored(n) for n in ("ark", "ask", "vcek")]
+    s = CertificateStore(list(certs))
+    assert s.for_tcb(0x7308000000000003, chip_id=bytes(range(64))) is None
+    assert s.vcek_for(bytes(range(64)), 0x7308000000000003) is None
+    with pytest.raises(CertificateVerificationError, match="no certificate to serve"):
+        table_from_store(s)
+    lenient = CertificateStore(list(certs), allow_untrusted=True)
+    assert lenient.for_tcb(0x7308000000000003, chip_id=bytes(range(64))) is not None
+    assert "allow_untrusted=True" in caplog.text
+    trusting = CertificateStore(list(certs))
+    trusting.trust(forged.stored("ark"))
+    assert trusting.for_tcb(0x7308000000000003, chip_id=bytes(range(64))) is not None
+    assert table_from_store(trusting)
+
+
+def test_outer_signature_algorithm_must_equal_tbs_signature(forged: Any) -> None:
+    """A signatureAlgorithm differing from tbsCertificate.signature (salt 48 -> 32) is refused."""
+    der = bytearray(forged.ask)
+    salt = bytes.fromhex("a203020130")  # [2] { INTEGER 48 }: the PSS saltLength
+    outer = der.rindex(salt)
+    assert der.index(salt) != outer  # the tbs copy comes first
+    verify_issued_by(StoredCertificate.from_der(bytes(der)), forged.stored("ark"))  # inside
+    der[outer + 4] = 0x20
+    with pytest.raises(CertificateVerificationError, match=r"RFC 5280 4\.1\.1\.2"):
+        verify_issued_by(StoredCertificate.from_der(bytes(der)), forged.stored("ark"))
+
+
+def test_validity_bounds_are_inclusive(forged: Any) -> None:
+    """Valid at notBefore and notAfter exactly; not one second outside either."""
+    cert = forged.stored("ask")
+    second = dt.timedelta(seconds=1)
+    assert cert.is_valid_at(cert.not_before)
+    assert cert.is_valid_at(cert.not_after)
+    assert not cert.is_valid_at(cert.not_before - second)
+    assert not cert.is_valid_at(cert.not_after + second)
+
+
+def test_inner_element_overrunning_its_parent_by_one_byte_is_refused() -> None:
+    """The tbsCertificate's last field made one byte longer than the tbs raises CertificateError."""
+    from coco_snp.certs.der import children, expect
+
+    der = bytearray((REPORTS / "milan_v2_gsg_vcek.der").read_bytes())
+    cert = expect(bytes(der), 0, len(der), 0x30, "certificate")
+    tbs = children(bytes(der), cert, "certificate")[0]
+    last = children(bytes(der), tbs, "tbs")[-1]  # [3] extensions, ends where tbs ends
+    assert last.end == tbs.end
+    length_at = last.start + 1
+    first = der[length_at]
+    assert first & 0x80  # long form: 0x82 hi lo
+    n = first & 0x7F
+    value = int.from_bytes(der[length_at + 1 : length_at + 1 + n], "big")
+    der[length_at + 1 : length_at + 1 + n] = (value + 1).to_bytes(n, "big")
+    with pytest.raises(
+        CertificateError, match=f"ending at {tbs.end + 1}; expected it to end within {tbs.end}"
+    ):
+        load_certificates(bytes(der))
+
+
+def test_leaf_on_another_curve_than_p384_is_refused(forged: Any, certgen: Any) -> None:
+    """A VCEK whose key is P-256 fails the chain check; the P-384 one beside it passes."""
+    p256 = StoredCertificate.from_der(
+        certgen.issue(
+            "SEV-VCEK",
+            "SEV-Milan",
+            certgen.ec_key("p256", "secp256r1").public_key(),
+            certgen.rsa_key("ask"),
+            serial=1,
+            amd=certgen.vcek_extensions(),
+        )
+    )
+    s = CertificateStore([forged.stored("ask"), p256])
+    s.trust(forged.stored("ark"))
+    status = s.verify_chain(p256)
+    assert not status.ok
+    assert "not EC P-384" in status.summary()
+    assert s.verify_chain(forged.stored("vcek")).ok
+
+
+def test_vlek_report_with_a_chip_id_has_no_signer(store: CertificateStore) -> None:
+    """A VLEK-signed report whose CHIP_ID is not all zero is refused; all zero, it is found."""
+    raw = bytearray((REPORTS / "milan_v3_coco_vlek_report.bin").read_bytes())
+    assert store.find_signer(load_report(bytes(raw)), at=PINNED).certificate is not None
+    raw[0x1A0 + 63] = 1  # the last CHIP_ID byte
+    search = store.find_signer(load_report(bytes(raw)), at=PINNED)
+    assert search.certificate is None
+    assert "CHIP_ID is not all zero" in search.reason()
 
 
 @pytest.mark.parametrize("report_name", sorted(SIGNERS))
@@ -329,16 +505,18 @@ def test_random_bytes_raise_only_certificate_errors(data: bytes) -> None:
         load_certificates(data)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.integers(0, 1359), st.integers(1, 255))
 def test_bit_flipped_vcek_is_parsed_or_rejected_cleanly(pos: int, xor: int) -> None:
-    """A corrupted real VCEK either loads (then fails verification) or raises a CoCoError."""
+    """A corrupted real VCEK either fails to load with a CoCoError or fails verification."""
     der = bytearray((REPORTS / "milan_v2_gsg_vcek.der").read_bytes())
     der[pos] ^= xor
     try:
         cert = load_certificates(bytes(der))[0]
-        ask = _one(CERTS / "ask_milan.pem")
-        verify_issued_by(cert, ask)
-        cert.tcb()
     except CoCoError:
-        pass
+        return  # rejected cleanly, with coco's own error
+    ask = _one(CERTS / "ask_milan.pem")
+    with pytest.raises(CertificateVerificationError):
+        verify_issued_by(cert, ask)
+    s = CertificateStore([cert, ask, _one(CERTS / "ark_milan.pem")])
+    assert not s.verify_chain(cert, at=PINNED).ok

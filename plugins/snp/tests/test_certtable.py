@@ -96,23 +96,31 @@ def test_out_of_bounds_entry_is_rejected() -> None:
         parse_cert_table(buf)
 
 
-def test_overlapping_entries_are_rejected() -> None:
-    """Two certificates sharing bytes are rejected naming both entries."""
+@pytest.mark.parametrize(("second", "overlaps"), [(81, True), (82, False)])
+def test_a_one_byte_overlap_is_rejected_adjacent_entries_are_not(
+    second: int, overlaps: bool
+) -> None:
+    """Entry 1 starting on entry 0's last byte (81) overlaps; right after it (82) does not."""
     buf = (
-        _entry(CertTableKind.ARK, 72, 10)
-        + _entry(CertTableKind.ASK, 80, 10)
+        _entry(CertTableKind.ARK, 72, 10)  # bytes 72..81
+        + _entry(CertTableKind.ASK, second, 10)
         + bytes(24)
-        + b"x" * 20
+        + b"x" * 30
     )
-    with pytest.raises(CertTableError, match=r"entry 1 .*overlaps entry 0"):
-        parse_cert_table(buf)
+    if overlaps:
+        with pytest.raises(CertTableError, match=r"entry 1 .*overlaps entry 0 .*ends at 82"):
+            parse_cert_table(buf)
+    else:
+        assert [e.offset for e in parse_cert_table(buf).entries] == [72, 82]
 
 
-def test_zero_guid_with_data_is_rejected() -> None:
-    """An all-zero GUID with a non-zero offset is neither terminator nor entry."""
-    buf = _ENTRY.pack(bytes(16), 48, 1) + bytes(24) + b"x"
-    with pytest.raises(CertTableError, match="GUID is all zero"):
+@pytest.mark.parametrize(("offset", "length"), [(0, 1), (0, 24), (48, 0), (1, 0)])
+def test_zero_guid_is_the_terminator_only_when_all_zero(offset: int, length: int) -> None:
+    """A zero GUID with offset 0 and a non-zero length (or any other non-zero field) is refused."""
+    buf = _ENTRY.pack(bytes(16), offset, length) + bytes(24) + b"x" * 30
+    with pytest.raises(CertTableError, match="GUID is all zero but"):
         parse_cert_table(buf)
+    assert parse_cert_table(bytes(24) + b"x" * 30).entries == ()  # all zero: the terminator
 
 
 def test_zero_length_entry_is_rejected() -> None:

@@ -4,16 +4,21 @@
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 import pytest
 
 from coco_core.dispatch import Dispatcher
+from coco_core.errors import CodeError
 from coco_core.generic.uapi import KVM_RUN_SIZE
 from coco_core.kvm.vm import GuestMemory
+from coco_core.model.base import GuestCpu
+from coco_core.model.kernel import KernelModel
 from coco_core.registry import Registry
 from coco_core.requests import CertificateRequest, Termination, Unsupported
 from coco_core.status import CoCoStatus, Outcome
 from coco_snp import complete, plugin
+from coco_snp.model import REQ_CERTS_ENABLED
 
 REG = Registry.from_plugins([plugin])
 
@@ -29,7 +34,18 @@ def _outside(run: bytearray) -> bytes:
     return bytes(run[:32] + run[288:])
 
 
-CASES = [
+class Case(NamedTuple):
+    """One ABI's certificate exit: the image, the request it decodes to, where ret/npages are."""
+
+    abi: str
+    reason: int
+    union: bytes
+    req: tuple[int, int]
+    ret: tuple[int, str]  # offset, struct format
+    npages: tuple[int, str]
+
+
+_CASES = [
     # abi, reason, union image, expected request, (ret offset, fmt), (npages offset, fmt)
     ("linux-7.2", 43, struct.pack("<QQQ", 0x5000, 2, 0), (0x5000, 2), (48, "<Q"), (40, "<Q")),
     ("linux-7.0", 43, struct.pack("<QQQ", 0x5000, 2, 0), (0x5000, 2), (48, "<Q"), (40, "<Q")),
@@ -68,32 +84,22 @@ CASES = [
         (56, "<I"),
     ),
 ]
+CASES = [Case(*c) for c in _CASES]
+IDS = [c.abi for c in CASES]
 
 
-@pytest.mark.parametrize(("abi", "reason", "union", "req", "ret", "npages"), CASES)
-def test_decode_each_abi(
-    abi: str,
-    reason: int,
-    union: bytes,
-    req: tuple[int, int],
-    ret: tuple[int, str],
-    npages: tuple[int, str],
-) -> None:
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_decode_each_abi(case: Case) -> None:
     """Every ABI's certificate exit decodes to the same CertificateRequest."""
+    abi, reason, union, req, _ret, _npages = case
     ev = Dispatcher(REG, "snp", abi).decode(_run(reason, union))
     assert ev.request == CertificateRequest(*req)
 
 
-@pytest.mark.parametrize(("abi", "reason", "union", "req", "ret", "npages"), CASES)
-def test_buffer_too_small_writes_ret_and_npages(
-    abi: str,
-    reason: int,
-    union: bytes,
-    req: tuple[int, int],
-    ret: tuple[int, str],
-    npages: tuple[int, str],
-) -> None:
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_buffer_too_small_writes_ret_and_npages(case: Case) -> None:
     """BUFFER_TOO_SMALL writes the ABI's code and the pages needed, nothing outside the union."""
+    abi, reason, union, _req, ret, npages = case
     run = _run(reason, union)
     before = _outside(run)
     ev = Dispatcher(REG, "snp", abi).decode(run)
@@ -104,16 +110,10 @@ def test_buffer_too_small_writes_ret_and_npages(
     assert _outside(run) == before
 
 
-@pytest.mark.parametrize(("abi", "reason", "union", "req", "ret", "npages"), CASES)
-def test_retry_and_error_codes(
-    abi: str,
-    reason: int,
-    union: bytes,
-    req: tuple[int, int],
-    ret: tuple[int, str],
-    npages: tuple[int, str],
-) -> None:
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_retry_and_error_codes(case: Case) -> None:
     """RETRY and ERROR write the ABI's codes into ret and leave npages alone."""
+    abi, reason, union, _req, ret, npages = case
     d = Dispatcher(REG, "snp", abi)
     for status in (CoCoStatus.RETRY, CoCoStatus.ERROR):
         run = _run(reason, union)
@@ -125,13 +125,73 @@ def test_retry_and_error_codes(
     assert d.decode(run).complete(CoCoStatus.RETRY).raw == ((1 << 31) if v1 else 11)
 
 
-def test_huge_size_needed_is_clamped() -> None:
-    """A size_needed beyond the field is clamped to its maximum, not an exception."""
-    run = _run(40, struct.pack("<QII", 5, 2, 0))
-    Dispatcher(REG, "snp", "snp-req-certs-v3").decode(run).complete(
-        Outcome(CoCoStatus.BUFFER_TOO_SMALL, size_needed=1 << 40)
-    )
-    assert struct.unpack_from("<I", run, 40)[0] == 0xFFFFFFFF
+# (abi, the largest page count its npages field holds, its generic error code)
+_LIMITS = {
+    "linux-7.2": ((1 << 64) - 1, 5),
+    "linux-7.0": ((1 << 64) - 1, 5),
+    "snp-req-certs-v7": ((1 << 64) - 1, 5),
+    "snp-req-certs-v6": ((1 << 64) - 1, 5),
+    "snp-req-certs-v3": (0xFFFFFFFF, 5),
+    "snp-req-certs-v5": (0xFFFFFFFF, 5),
+    "kvm-exit-coco-v1": (0xFFFFFFFF, 1 << 31),
+    "kvm-exit-coco-v2": (0xFFFFFFFF, 5),
+}
+# size_needed values at the boundaries (the guest gave 2 pages) and of the wrong types
+_SIZES: list[object] = [None, 0, -1, 1, 2, 3, 7, True, 1.5, "3", "limit", "limit+1"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("size", _SIZES)
+def test_buffer_too_small_needs_more_pages_than_the_guest_gave(case: Case, size: object) -> None:
+    """ENOSPC is written only with an int page count above the guest's 2 that fits npages."""
+    abi, reason, union, _req, ret, npages = case
+    limit, generic = _LIMITS[abi]
+    n = limit if size == "limit" else limit + 1 if size == "limit+1" else size
+    d = Dispatcher(REG, "snp", abi)
+    d.on(CertificateRequest, lambda r, c: Outcome(CoCoStatus.BUFFER_TOO_SMALL, size_needed=n))  # type: ignore[arg-type]
+    run = _run(reason, union)
+    before = _outside(run)
+    done = d.dispatch(run)
+    usable = type(n) is int and 2 < n <= limit
+    too_small = 1 if abi == "kvm-exit-coco-v1" else 28
+    assert struct.unpack_from(ret[1], run, ret[0])[0] == (too_small if usable else generic)
+    assert struct.unpack_from(npages[1], run, npages[0])[0] == (n if usable else 2)
+    assert (done is CoCoStatus.ERROR) is not usable
+    assert _outside(run) == before
+
+
+def test_plain_buffer_too_small_is_the_generic_error() -> None:
+    """A bare BUFFER_TOO_SMALL (no size at all) gives EIO, not ENOSPC with the guest's npages."""
+    d = Dispatcher(REG, "snp", "linux-7.2")
+    d.on(CertificateRequest, lambda r, c: CoCoStatus.BUFFER_TOO_SMALL)
+    run = _run(43, struct.pack("<QQQ", 0x5000, 2, 0))
+    assert d.dispatch(run) is CoCoStatus.ERROR
+    assert struct.unpack_from("<QQ", run, 40) == (2, 5)
+
+
+def test_buffer_too_small_by_hand_without_a_size_raises() -> None:
+    """ev.complete(BUFFER_TOO_SMALL) without a size raises CodeError and writes nothing."""
+    run = _run(43, struct.pack("<QQQ", 0x5000, 2, 0))
+    before = bytes(run)
+    ev = Dispatcher(REG, "snp", "linux-7.2").decode(run)
+    with pytest.raises(CodeError, match="size_needed None"):
+        ev.complete(CoCoStatus.BUFFER_TOO_SMALL)
+    assert bytes(run) == before
+
+
+@pytest.mark.parametrize(("size", "rbx", "exitinfo2"), [(2, 2, 0xFFFFFFFF << 32), (3, 3, 1 << 32)])
+def test_kernel_model_accepts_what_a_too_small_answer_writes(
+    size: int, rbx: int, exitinfo2: int
+) -> None:
+    """The model sees GENERIC for a size equal to the guest's, INVALID_LEN with RBX above it."""
+    buf = bytearray(0x20000)
+    model = KernelModel(REG, "snp", GuestMemory.from_buffer(0, buf), "linux-7.2")
+    model.ctx.vm_state[REQ_CERTS_ENABLED] = True
+    d = Dispatcher(REG, "snp", "linux-7.2")
+    d.on(CertificateRequest, lambda r, c: Outcome(CoCoStatus.BUFFER_TOO_SMALL, size_needed=size))
+    cpu = GuestCpu(regs={"rax": 0x4000, "rbx": 2})
+    view = model.call("snp.ext_guest_request", cpu, d)
+    assert (view.values["sw_exitinfo2"], view.values["rbx"]) == (exitinfo2, rbx)
 
 
 def test_unknown_coco_nr_is_unsupported() -> None:
@@ -183,3 +243,27 @@ def test_sev_term_without_handler_is_handed_back() -> None:
     result = Dispatcher(REG, "snp", "linux-7.2").dispatch(run)
     assert isinstance(result, Unsupported)
     assert bytes(run) == before
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("status", [s for s in CoCoStatus if s is not CoCoStatus.BUFFER_TOO_SMALL])
+def test_only_buffer_too_small_writes_npages(case: Case, status: CoCoStatus) -> None:
+    """Any other status leaves npages as the guest gave it, even with a size_needed (KVM reads
+    npages only for ENOSPC: snp_complete_req_certs, sev.c @ 1a27afa0)."""
+    abi, reason, union, _req, _ret, npages = case
+    run = _run(reason, union)
+    ev = Dispatcher(REG, "snp", abi).decode(run)
+    ev.complete(Outcome(status, size_needed=7))
+    assert struct.unpack_from(npages[1], run, npages[0])[0] == 2
+
+
+def test_ok_completion_marks_the_request_handed_on() -> None:
+    """After OK the exit is handed on (RETRY then raises); after ERROR it is not."""
+    d = Dispatcher(REG, "snp", "linux-7.2")
+    ok = d.decode(_run(43, struct.pack("<QQQ", 0x5000, 2, 0)))
+    assert not ok.handed_on
+    ok.complete(CoCoStatus.OK)
+    assert ok.handed_on
+    err = d.decode(_run(43, struct.pack("<QQQ", 0x5000, 2, 0)))
+    err.complete(CoCoStatus.ERROR)
+    assert not err.handed_on

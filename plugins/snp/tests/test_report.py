@@ -340,3 +340,81 @@ def test_load_report_raises_only_documented_errors(data: bytes | str) -> None:
     """load_report on arbitrary input returns a report or raises a CoCoError."""
     with contextlib.suppress(CoCoError):
         load_report(data)
+
+
+def _field(raw: bytes, offset: int, value: bytes) -> bytes:
+    return raw[:offset] + value + raw[offset + len(value) :]
+
+
+GOOD = (REPORTS / "milan_v3_oak_report.bin").read_bytes()  # version 3, policy 0x30000
+
+# (what breaks, offset, bytes written, the problem named); each is one step outside the spec
+BROKEN = [
+    ("version 1", 0x00, (1).to_bytes(4, "little"), "VERSION is 1"),
+    ("version 6", 0x00, (6).to_bytes(4, "little"), "VERSION is 6"),
+    ("signature_algo 2", 0x34, (2).to_bytes(4, "little"), "SIGNATURE_ALGO is 2"),
+    ("policy bit 17 clear", 0x08, (0x10000).to_bytes(8, "little"), "bit 17 clear"),
+    ("policy bit 26", 0x08, (0x30000 | 1 << 26).to_bytes(8, "little"), "bits 63:26"),
+    ("flags bit 5", 0x48, (1 << 5).to_bytes(4, "little"), "FLAGS 0x20"),
+    ("signing key 2", 0x48, (2 << 2).to_bytes(4, "little"), "SIGNING_KEY is 2"),
+    ("reserved 0x04C", 0x4F, b"\x01", "0x04C..0x050"),
+    ("reserved 0x18B", 0x18B, b"\x01", "0x18B..0x1A0"),
+    ("reserved 0x19F", 0x19F, b"\x01", "0x18B..0x1A0"),
+    ("reserved 0x1EB", 0x1EB, b"\x01", "0x1EB..0x1EC"),
+    ("reserved 0x1EF", 0x1EF, b"\x01", "0x1EF..0x1F0"),
+    ("reserved 0x208", 0x208, b"\x01", "0x208..0x2A0"),
+    ("reserved 0x29F", 0x29F, b"\x01", "0x208..0x2A0"),
+    ("after the signature", 0x330, b"\x01", "0x330..0x4A0"),
+    ("last byte", 0x49F, b"\x01", "0x330..0x4A0"),
+]
+
+
+@pytest.mark.parametrize(("label", "offset", "value", "problem"), BROKEN)
+def test_bytes_breaking_the_spec_are_not_a_report(
+    label: str, offset: int, value: bytes, problem: str
+) -> None:
+    """Each field one step outside what the spec fixes is named, and load_report refuses it."""
+    raw = _field(GOOD, offset, value)
+    problems = AttestationReport.from_bytes(raw).format_problems()
+    assert any(problem in p for p in problems), problems
+    with pytest.raises(ReportError, match="not an SEV-SNP attestation report"):
+        load_report(raw)
+    assert load_report(raw, strict=False).raw == raw
+
+
+@pytest.mark.parametrize(
+    ("offset", "value"),
+    [
+        (0x00, (4).to_bytes(4, "little")),  # version 4 (2, the lowest: the real v2 reports)
+        (0x00, (5).to_bytes(4, "little")),  # version 5: the highest
+        (0x48, (1 << 2).to_bytes(4, "little")),  # SIGNING_KEY VLEK
+        (0x48, (7 << 2 | 3).to_bytes(4, "little")),  # NONE, MASK_CHIP_KEY, AUTHOR_KEY_EN
+        (0x08, ((1 << 26) - 1).to_bytes(8, "little")),  # every policy bit below 26
+        (0x188, b"\x19\x01\x01"),  # v3 CPUID bytes are not reserved
+        (0x32F, b"\x01"),  # the last byte of S
+    ],
+)
+def test_values_just_inside_the_spec_are_a_report(offset: int, value: bytes) -> None:
+    """Boundary values the spec allows leave no format problem."""
+    assert AttestationReport.from_bytes(_field(GOOD, offset, value)).format_problems() == ()
+
+
+def test_every_real_report_is_well_formed() -> None:
+    """All the real reports in testdata pass the format checks."""
+    for path in REPORTS.glob("*report*"):
+        assert load_report(path).format_problems() == (), path.name
+
+
+def test_load_report_reads_a_path_as_bytes(tmp_path: Path) -> None:
+    """A pathlib.Path is read as the file's bytes, whatever its form (raw, HCL, hex)."""
+    raw = (REPORTS / "milan_v2_virtee_report.bin").read_bytes()
+    assert load_report(REPORTS / "milan_v2_virtee_report.bin").raw == raw
+    assert load_report(REPORTS / "milan_v2_virtee_report.hex").raw == raw
+    with pytest.raises(ReportError, match=r"load_report: .*missing\.bin: cannot read"):
+        load_report(tmp_path / "missing.bin")
+
+
+def test_load_report_str_that_is_not_hex_names_the_argument() -> None:
+    """A str that is a file name, not hex text, is an error naming it and what to pass."""
+    with pytest.raises(ReportError, match=r"the str 'report\.bin' is not hex text; pass a pathlib"):
+        load_report("report.bin")

@@ -91,11 +91,28 @@ def test_unknown_product_name_is_an_error() -> None:
 
 @pytest.mark.parametrize(
     ("family", "model", "product"),
-    [(0x19, 0x01, Product.MILAN), (0x19, 0x11, Product.GENOA), (0x1A, 0x02, Product.TURIN)],
+    [
+        (0x19, 0x00, Product.MILAN),
+        (0x19, 0x01, Product.MILAN),
+        (0x19, 0x0F, Product.MILAN),  # the last Milan model
+        (0x19, 0x10, Product.GENOA),  # the first Genoa model
+        (0x19, 0x11, Product.GENOA),
+        (0x19, 0x1F, Product.GENOA),
+        (0x1A, 0x00, Product.TURIN),
+        (0x1A, 0x02, Product.TURIN),
+        (0x1A, 0xFF, Product.TURIN),
+    ],
 )
 def test_product_from_cpuid(family: int, model: int, product: Product) -> None:
-    """CPUID family/model of the real reports select the product."""
+    """CPUID family/model select the product, at each edge of each model range."""
     assert Product.from_cpuid(family, model) is product
+
+
+@pytest.mark.parametrize(("family", "model"), [(0x19, 0x20), (0x18, 0x0F), (0x1B, 0x00)])
+def test_cpuid_just_outside_the_ranges_is_unknown(family: int, model: int) -> None:
+    """Model 0x20 of family 0x19, and families 0x18 and 0x1B, are no SNP product."""
+    with pytest.raises(UnknownProductError):
+        Product.from_cpuid(family, model)
 
 
 def test_unknown_cpuid_is_an_error() -> None:

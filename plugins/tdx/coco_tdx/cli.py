@@ -234,6 +234,7 @@ def _cmd_qgs_serve(args: argparse.Namespace) -> int:
 
 def _cmd_qgs_get_quote(args: argparse.Namespace) -> int:
     from coco_tdx.qgs.client import QgsAddress, QgsClient, UnixAddress, parse_vsock
+    from coco_tdx.qgs.dev import TDREPORT_SIZE
     from coco_tdx.quote import Quote
 
     address: QgsAddress
@@ -249,6 +250,11 @@ def _cmd_qgs_get_quote(args: argparse.Namespace) -> int:
     if not args.timeout > 0:
         raise CoCoError(f"--timeout is {args.timeout}, expected a positive number of seconds")
     report = _read(args.report)
+    if len(report) != TDREPORT_SIZE:
+        raise CoCoError(
+            f"{args.report} is {len(report)} bytes; expected a {TDREPORT_SIZE}-byte TDREPORT "
+            "(sizeof(tdx_report_t)); nothing was sent to the QGS"
+        )
     client = QgsClient(address, read_timeout=args.timeout, accept_minor0=args.accept_minor0)
     raw = client.get_quote(report)
     quote = Quote.from_bytes(raw)

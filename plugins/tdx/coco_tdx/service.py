@@ -19,19 +19,33 @@ On completion the quote goes to ``gpa + 24``, then ``out_len``, then ``status``
 (QEMU's order: data, out_len, status, ``smp_wmb()``; in-process stores land in
 program order and x86 does not reorder stores), then the event-notify vector
 is injected. Failures: a quote over ``size - 24`` bytes, a timeout, a malformed
-QGS answer or a QGS error code → ``GET_QUOTE_ERROR`` (the QGS code is kept in
-the log and in :class:`QuoteCompletion`, in the ``tdx.qgs`` space); QGS
-unreachable → ``GET_QUOTE_SERVICE_UNAVAILABLE``. The in-flight table is
-emptied in a ``finally`` whatever happens, and RETRY is refused after
-acceptance (:class:`~coco_core.exits.CompletionError`).
+QGS answer, a QGS error code, or a client that returns anything but bytes →
+``GET_QUOTE_ERROR`` (the QGS code is kept in the log and in
+:class:`QuoteCompletion`, in the ``tdx.qgs`` space); QGS unreachable →
+``GET_QUOTE_SERVICE_UNAVAILABLE``. The in-flight table is emptied in a
+``finally`` whatever happens, and RETRY is refused after acceptance
+(:class:`~coco_core.exits.CompletionError`).
+
+**A wedged QGS costs a bounded amount.** Every accepted request has a deadline,
+``timeout`` seconds after acceptance, when its buffer says ``GET_QUOTE_ERROR``
+if nothing came sooner. The QGS work is bound to that deadline: a client whose
+``get_quote`` takes a ``deadline`` keyword (:class:`~coco_tdx.qgs.client.QgsClient`
+does) gets it, so its connect and read end with the request; work that has not
+started by then never starts (no QGS connection for a buffer that already says
+``GET_QUOTE_ERROR``). A request holds its slot until its QGS work has ended, not
+only until its buffer was answered: at most ``max_in_flight`` transactions are
+running or queued (:attr:`QuoteService.busy`), and beyond that the guest gets
+RETRY, however long a client hangs.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import inspect
 import logging
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -102,6 +116,16 @@ def _client_of(client: QuoteClient | Callable[[], QuoteClient]) -> QuoteClient:
     if not isinstance(client, type) and callable(getattr(client, "get_quote", None)):
         return client  # type: ignore[return-value]
     return client()  # type: ignore[operator]
+
+
+def _takes_deadline(client: QuoteClient) -> bool:
+    """True if ``client.get_quote`` accepts a ``deadline`` keyword (QgsClient does)."""
+    try:
+        params = inspect.signature(client.get_quote).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False
+    param = params.get("deadline")
+    return param is not None and param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD)
 
 
 def apic_id_of(context: Any) -> int:
@@ -190,7 +214,9 @@ class _InFlight:
     gpa: int
     size: int
     apic_id: int
+    deadline: float  # time.monotonic() when the buffer is answered ERROR
     timer: threading.Timer | None = None
+    future: concurrent.futures.Future[None] | None = None
 
 
 class QuoteService:
@@ -199,9 +225,11 @@ class QuoteService:
     :param memory: guest memory (bounds-checked ``read``/``write``/``contains``).
     :param client: a QGS client (:class:`~coco_tdx.qgs.client.QgsClient`), a
         factory returning one per request, or None when no QGS is configured.
-    :param max_in_flight: requests in flight before RETRY (QEMU: 16).
+    :param max_in_flight: requests in flight, counting those whose QGS work has
+        not ended yet, before RETRY (QEMU: 16).
     :param max_size: largest shared buffer accepted (QEMU: 128 KiB).
-    :param timeout: seconds before an unanswered request completes with ERROR.
+    :param timeout: seconds before an unanswered request completes with ERROR; its
+        QGS work ends by then too (see the module notes).
     :param inject: ``inject(vector, apic_id)``; used by :attr:`event_notify`.
     :param executor: where QGS transactions run; a private thread pool by default.
     :param event_notify: share an :class:`EventNotifyService` (one is made otherwise).
@@ -248,6 +276,9 @@ class QuoteService:
         )
         self._lock = threading.Lock()
         self._in_flight: dict[int, _InFlight] = {}
+        #: ticket -> its QGS work, submitted and not ended (running or queued); an
+        #: accepted request is busy from acceptance until its worker returns
+        self._busy: dict[int, concurrent.futures.Future[None] | None] = {}
         self._next_ticket = 0
         self._closed = False
 
@@ -284,22 +315,32 @@ class QuoteService:
             self._write_status(gpa, CoCoStatus.SERVICE_UNAVAILABLE)
             return Outcome(CoCoStatus.OK, detail="no QGS: status SERVICE_UNAVAILABLE")
         with self._lock:
-            if len(self._in_flight) >= self.max_in_flight:
-                return Outcome(CoCoStatus.RETRY, detail=f"{self.max_in_flight} in flight")
+            if len(self._busy) >= self.max_in_flight:
+                return Outcome(
+                    CoCoStatus.RETRY,
+                    detail=f"{self.max_in_flight} in flight or still with the QGS",
+                )
             ticket = self._next_ticket
             self._next_ticket += 1
-            entry = _InFlight(ticket, gpa, size, apic_id_of(context))
+            entry = _InFlight(
+                ticket, gpa, size, apic_id_of(context), time.monotonic() + self.timeout
+            )
             self._in_flight[ticket] = entry
+            self._busy[ticket] = None
         try:
             report = self.memory.read(gpa + GET_QUOTE_HEADER_SIZE, in_len)
             self._write_status(gpa, CoCoStatus.IN_FLIGHT)
             entry.timer = threading.Timer(self.timeout, self._expire, (ticket,))
             entry.timer.daemon = True
             entry.timer.start()
-            self._executor.submit(self._work, ticket, client, report)
+            entry.future = self._executor.submit(self._work, entry, client, report)
+            with self._lock:
+                if ticket in self._busy:  # not already ended (a fast worker)
+                    self._busy[ticket] = entry.future
         except Exception as exc:  # accepted nothing: give the slot back
             with self._lock:
                 self._in_flight.pop(ticket, None)
+                self._busy.pop(ticket, None)
             if entry.timer is not None:
                 entry.timer.cancel()
             log.exception("GetQuote %d: could not start", ticket)
@@ -317,15 +358,31 @@ class QuoteService:
     # -- the workers --------------------------------------------------------------------
 
     def _work(
-        self, ticket: int, client: QuoteClient | Callable[[], QuoteClient], report: bytes
+        self, entry: _InFlight, client: QuoteClient | Callable[[], QuoteClient], report: bytes
     ) -> None:
+        ticket = entry.ticket
         status, quote, code = CoCoStatus.ERROR, b"", None
         detail = "worker ended without an answer"
         try:
-            quote = _client_of(client).get_quote(report)
+            with self._lock:
+                answered = ticket not in self._in_flight
+            if answered or time.monotonic() >= entry.deadline:
+                return  # answered ERROR while queued: never open a QGS connection for it
+            qgs = _client_of(client)
+            if _takes_deadline(qgs):
+                got: object = qgs.get_quote(report, deadline=entry.deadline)  # type: ignore[call-arg]
+            else:
+                got = qgs.get_quote(report)
+            if not isinstance(got, bytes | bytearray | memoryview):
+                raise TypeError(f"the client returned {type(got).__name__}, expected bytes")
+            quote = bytes(got)
             status, detail = CoCoStatus.OK, f"{len(quote)} bytes"
         except QgsTimeout as exc:
-            status, detail = CoCoStatus.ERROR, f"QGS timeout: {exc}"
+            if time.monotonic() >= entry.deadline:  # cut at the service's deadline: its answer
+                detail = f"no answer in {self.timeout} s (the QGS work was cut at the deadline)"
+            else:  # the client's own, shorter timeout
+                detail = f"QGS timeout: {exc}"
+            status = CoCoStatus.ERROR
         except QgsUnavailable as exc:
             status, detail = CoCoStatus.SERVICE_UNAVAILABLE, f"QGS unavailable: {exc}"
         except QgsErrorCode as exc:
@@ -338,9 +395,18 @@ class QuoteService:
             log.exception("GetQuote %d: client failed", ticket)
             status, detail = CoCoStatus.ERROR, f"client failed: {exc!r}"
         finally:
-            self.complete(ticket, status, quote, qgs_code=code, detail=detail, _quiet=True)
+            try:
+                self.complete(ticket, status, quote, qgs_code=code, detail=detail, _quiet=True)
+            finally:
+                with self._lock:
+                    self._busy.pop(ticket, None)
 
     def _expire(self, ticket: int) -> None:
+        with self._lock:
+            entry = self._in_flight.get(ticket)
+        if entry is not None and entry.future is not None and entry.future.cancel():
+            with self._lock:  # it never started: its slot is free at once
+                self._busy.pop(ticket, None)
         self.complete(
             ticket, CoCoStatus.ERROR, detail=f"no answer in {self.timeout} s", _quiet=True
         )
@@ -376,8 +442,14 @@ class QuoteService:
         if entry.timer is not None:
             entry.timer.cancel()
         capacity = entry.size - GET_QUOTE_HEADER_SIZE
-        if status is CoCoStatus.OK and len(quote) > capacity:
+        given: object = quote  # the public API is called with anything a VMM has
+        if not isinstance(given, bytes | bytearray | memoryview):
+            status, detail, quote = CoCoStatus.ERROR, f"quote is {type(given).__name__}", b""
+        elif status is CoCoStatus.OK and len(quote) > capacity:
             status, detail = CoCoStatus.ERROR, f"quote of {len(quote)} bytes > {capacity}"
+        kind: object = status
+        if type(kind) is not CoCoStatus or status is CoCoStatus.IN_FLIGHT:
+            status, detail = CoCoStatus.ERROR, f"status {status!r} does not end a request"
         out_len = len(quote) if status is CoCoStatus.OK else 0
         raw = GET_QUOTE_STATUS.encode(status)
         try:
@@ -416,6 +488,12 @@ class QuoteService:
         with self._lock:
             return len(self._in_flight)
 
+    @property
+    def busy(self) -> int:
+        """QGS transactions submitted and not ended (running or queued): at most max_in_flight."""
+        with self._lock:
+            return len(self._busy)
+
     def shutdown(self, wait: bool = True) -> None:
         """Stop accepting, finish what is in flight, stop the workers.
 
@@ -427,6 +505,10 @@ class QuoteService:
             self._executor.shutdown(wait=wait, cancel_futures=True)
         with self._lock:
             left = list(self._in_flight)
+            # work cancelled before it started never returns to give its slot back
+            for ticket, future in list(self._busy.items()):
+                if future is not None and future.cancelled():
+                    del self._busy[ticket]
         for ticket in left:
             self.complete(ticket, CoCoStatus.ERROR, detail="service shut down", _quiet=True)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import socket
 import threading
 import time
@@ -164,10 +165,14 @@ def test_vsock_address_parsing() -> None:
 
 
 def test_defaults_follow_qgs() -> None:
-    """The default address is QGS's unix socket and the read timeout is QGS's 30 s."""
+    """The default address is QGS's unix socket; connect plus read fit QGS's and QEMU's 30 s."""
+    from coco_tdx.service import QuoteService
+
     client = QgsClient()
     assert client.address == UnixAddress("/var/run/tdx-qgs/qgs.socket")
-    assert client.read_timeout == 30.0
+    assert client.connect_timeout + client.read_timeout == 30.0
+    default_timeout = inspect.signature(QuoteService).parameters["timeout"].default
+    assert client.connect_timeout + client.read_timeout <= default_timeout
     assert VsockAddress() == VsockAddress(2, 4050)
 
 

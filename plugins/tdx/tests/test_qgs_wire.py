@@ -321,3 +321,20 @@ def test_error_response_round_trip(code: int) -> None:
     wire = GetQuoteResp.error(code).to_frame()
     assert len(wire) == 28
     assert GetQuoteResp.from_frame(wire).error_code == code
+
+
+@pytest.mark.parametrize(
+    ("selected_id_size", "quote_size", "extra"),
+    [(0, 1, 1), (1, 0, 1), (4, 4, 8), (0, 0, 4)],
+)
+def test_error_response_whose_sizes_are_not_both_zero_is_malformed(
+    selected_id_size: int, quote_size: int, extra: int
+) -> None:
+    """An error response with a size or extra bytes is malformed; 24 bytes with (0, 0) is fine."""
+    msg = bytearray(ERROR_FRAME[4:])
+    struct.pack_into("<II", msg, 16, selected_id_size, quote_size)
+    msg += bytes(extra)
+    struct.pack_into("<I", msg, 8, len(msg))  # header.size follows the message
+    with pytest.raises(QgsProtocolError, match="error response"):
+        GetQuoteResp.from_message(bytes(msg))
+    assert GetQuoteResp.from_message(ERROR_FRAME[4:]).error_code == 0x12001

@@ -298,3 +298,17 @@ def test_encode_decode_round_trip(fields: tuple[bytes, ...], td15: bool, sig: by
     assert quote.header == header
     assert quote.signature_data == sig
     assert quote.raw == raw
+
+
+@pytest.mark.parametrize("length", [128, 129, 130, 131, 132, 133, 134])
+def test_sig_data_len_below_the_minimum_is_refused(length: int) -> None:
+    """sig_data_len 128..133 (under 64 + 64 + 6) is refused by name; 134 is the first size read."""
+    data = _load("quote_v4_spr_coco.dat")[:636]  # header, v4 body, sig_data_len at 632
+    data = data[:632] + struct.pack("<I", length) + bytes(length)
+    if length < MIN_SIGNATURE_DATA_SIZE:
+        with pytest.raises(QuoteError) as info:
+            quote_size(data)
+        assert info.value.field == "sig_data_len"
+        assert str(length) in str(info.value)
+    else:
+        assert quote_size(data) == 636 + length

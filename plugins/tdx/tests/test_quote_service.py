@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -365,3 +367,149 @@ def test_tdvmcall_info_reports_handled_calls(registry: Registry) -> None:
     bad = info.handle(TdvmcallInfoQuery(2), None)
     assert isinstance(bad, Outcome)
     assert bad.status is CoCoStatus.INVALID
+
+
+def _buffers(guest: Guest, count: int) -> list[int]:
+    """``count`` more GetQuote buffers of 0x2000 bytes after BUF, each a copy of BUF's."""
+    out = []
+    for i in range(count):
+        at = BUF + 0x2000 * (i + 1)
+        guest.ram[at : at + 0x2000] = guest.ram[BUF : BUF + 0x2000]
+        out.append(at)
+    return out
+
+
+def _until(cond: Any, limit: float = WAIT) -> bool:
+    end = time.monotonic() + limit
+    while not cond():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_wedged_qgs_connection_ends_with_the_request(sock: Path, rec: Recorder) -> None:
+    """A client allowed 30 s to read is cut at the service's deadline: it ends with the request."""
+    guest = Guest()
+    with DevQgsServer(sock, QUOTES, mode="wedged").start() as srv:
+        client = QgsClient(UnixAddress(str(sock)), read_timeout=30.0)
+        svc = _service(guest, rec, client, timeout=0.3, max_in_flight=4)
+        assert svc.handle(QuoteRequest(BUF, guest.size), None).status is CoCoStatus.OK  # type: ignore[union-attr]
+        assert rec.wait().status is CoCoStatus.ERROR
+        assert _until(lambda: srv.open_connections == 0), "the client still holds the QGS"
+        assert _until(lambda: svc.busy == 0)
+        svc.shutdown()
+    assert guest.header()[1] == GetQuoteStatus.ERROR
+
+
+def test_wedged_qgs_storm_stays_within_max_in_flight(sock: Path, rec: Recorder) -> None:
+    """Against a QGS that never answers, QGS work running or queued never exceeds max_in_flight."""
+    guest = Guest(size=0x2000)
+    bufs = [BUF, *_buffers(guest, 4)]
+    accepted = retried = 0
+    with DevQgsServer(sock, QUOTES, mode="wedged", max_connections=64).start() as srv:
+        client = QgsClient(UnixAddress(str(sock)), read_timeout=1.2)
+        svc = _service(guest, rec, client, timeout=0.3, max_in_flight=4)
+        for i in range(200):
+            out = svc.handle(QuoteRequest(bufs[i % len(bufs)], 0x2000), None)
+            assert isinstance(out, Outcome)
+            accepted += out.status is CoCoStatus.OK
+            retried += out.status is CoCoStatus.RETRY
+            assert svc.busy <= 4
+            assert srv.open_connections <= 4
+            time.sleep(0.005)
+        svc.shutdown()
+        assert _until(lambda: srv.open_connections == 0)
+    assert accepted + retried == 200
+    assert accepted >= 1
+    assert svc.in_flight == 0
+    assert svc.busy == 0
+    assert all(c.status is CoCoStatus.ERROR for c in rec.done)
+    assert len(rec.done) == accepted
+
+
+def test_request_answered_while_queued_never_reaches_the_qgs(sock: Path, rec: Recorder) -> None:
+    """Work still queued when its buffer says GET_QUOTE_ERROR is dropped: no QGS connection."""
+    guest = Guest()
+    others = _buffers(guest, 2)
+    gate = threading.Event()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    pool.submit(gate.wait, WAIT)  # the only worker is busy elsewhere
+    with DevQgsServer(sock, QUOTES, mode="wedged").start() as srv:
+        client = QgsClient(UnixAddress(str(sock)), read_timeout=0.5)
+        svc = _service(guest, rec, client, timeout=0.2, executor=pool)
+        for gpa in (BUF, *others):
+            svc.handle(QuoteRequest(gpa, 0x2000), None)
+        assert _until(lambda: len(rec.done) == 3)
+        gate.set()
+        pool.shutdown(wait=True)
+        assert srv.connections == 0
+        svc.shutdown()
+    assert {c.status for c in rec.done} == {CoCoStatus.ERROR}
+    assert svc.busy == 0
+
+
+@pytest.mark.parametrize("answer", [None, "quote", 5, [b"q"], b"q" * 16])
+def test_client_answer_that_is_not_bytes_ends_in_error(rec: Recorder, answer: object) -> None:
+    """A client returning anything but bytes ends in GET_QUOTE_ERROR, never IN_FLIGHT forever."""
+    guest = Guest()
+
+    class Odd:
+        def get_quote(self, report: bytes) -> object:
+            return answer
+
+    svc = _service(guest, rec, Odd())
+    svc.handle(QuoteRequest(BUF, guest.size), None)
+    done = rec.wait()
+    svc.shutdown()
+    ok = isinstance(answer, bytes)
+    assert done.status is (CoCoStatus.OK if ok else CoCoStatus.ERROR)
+    assert guest.header()[1] == (GetQuoteStatus.SUCCESS if ok else GetQuoteStatus.ERROR)
+    assert svc.in_flight == 0
+
+
+@pytest.mark.parametrize("over", [0, 1, 2, 23, 24])
+def test_quote_larger_than_size_minus_24_is_an_error(rec: Recorder, over: int) -> None:
+    """A quote of size - 24 fits; 1 to 24 bytes more is GET_QUOTE_ERROR and nothing is copied."""
+    guest = Guest(size=0x2000)
+    room = 0x2000 - 24
+    quote = b"Q" * (room + over)
+
+    class Exact:
+        def get_quote(self, report: bytes) -> bytes:
+            return quote
+
+    svc = _service(guest, rec, Exact())
+    svc.handle(QuoteRequest(BUF, 0x2000), None)
+    done = rec.wait()
+    svc.shutdown()
+    if over == 0:
+        assert (done.status, guest.header()[1:]) == (CoCoStatus.OK, (0, 1024, room))
+        assert bytes(guest.ram[BUF + 24 : BUF + 0x2000]) == quote
+    else:
+        assert done.status is CoCoStatus.ERROR
+        assert guest.header()[1:] == (GetQuoteStatus.ERROR, 1024, 0)
+        assert bytes(guest.ram[BUF + 24 : BUF + 24 + 1024]) == TDREPORT
+    assert guest.ram[BUF + 0x2000 :] == bytearray(len(guest.ram) - BUF - 0x2000)
+
+
+@pytest.mark.parametrize(("size", "accepted"), [(128 * 1024, True), (128 * 1024 + 4096, False)])
+def test_a_128_kib_buffer_is_accepted_one_page_more_is_not(
+    rec: Recorder, size: int, accepted: bool
+) -> None:
+    """QEMU's TDX_GET_QUOTE_MAX_BUF_LEN: exactly 128 KiB is accepted, 132 KiB is INVALID."""
+    ram = bytearray(256 * 1024)
+    struct.pack_into("<QQII", ram, 0, 1, 0, len(TDREPORT), 0)
+    ram[24 : 24 + len(TDREPORT)] = TDREPORT
+
+    class Tiny:
+        def get_quote(self, report: bytes) -> bytes:
+            return b"q" * 16
+
+    svc = QuoteService(GuestMemory.from_buffer(0, ram), Tiny(), on_complete=rec.on_complete)
+    out = svc.handle(QuoteRequest(0, size), None)
+    assert isinstance(out, Outcome)
+    assert out.status is (CoCoStatus.OK if accepted else CoCoStatus.INVALID)
+    if accepted:
+        assert rec.wait().status is CoCoStatus.OK
+    svc.shutdown()

@@ -106,6 +106,17 @@ def test_qgs_get_quote_writes_output(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert f"written to {out_file}" in out
 
 
+@pytest.mark.parametrize("size", [0, 1023, 1025, 2048])
+def test_qgs_get_quote_refuses_a_report_that_is_not_1024_bytes(tmp_path: Path, size: int) -> None:
+    """A file of 1023 or 1025 bytes is refused before any QGS connection is opened."""
+    report = tmp_path / "report.bin"
+    report.write_bytes((TDREPORT.read_bytes() * 2)[:size])
+    with DevQgsServer(tmp_path / "s", QUOTES) as srv:
+        with pytest.raises(CoCoError, match=f"{size} bytes; expected a 1024-byte TDREPORT"):
+            _run("qgs-get-quote", "--socket", str(tmp_path / "s"), str(report))
+        assert srv.connections == 0
+
+
 def test_qgs_get_quote_missing_socket(tmp_path: Path) -> None:
     """A missing QGS socket surfaces as QgsUnavailable, a CoCoError."""
     with pytest.raises(QgsUnavailable):

@@ -17,16 +17,20 @@ kernel mechanism:
 OFD locks (``fcntl(2)``, "Open file description locks") belong to the open file description,
 so two ``open()`` calls conflict even inside one process or thread, and ``l_pid`` must be 0.
 
-**Why updates rewrite the file in place.** A lock lives on an inode. The usual "write a temp
-file and ``rename()`` it over" would give the blob a *new* inode: a VMM opening the path after
-the rename locks the new inode and does not conflict with the updater's exclusive lock on the
-old one, while the updater may still be mid-way through ``SNP_COMMIT``. The VMMs follow the
-documented protocol and lock the blob file itself, so a sidecar lock file would not exclude
-them either. Hence :func:`exclusive_update` opens the existing file, takes the exclusive lock
-and rewrites it in place (truncate, write, ``fsync``); readers holding the shared lock never
-see a partial write, because the writer cannot start until they are done and they cannot
-start until it is done. The cost: a crash mid-write leaves a torn blob (the lock dies with the
-process); updaters should keep the previous blob to restore it.
+**How an update replaces the blob.** A lock lives on an inode, and a crash in the middle of
+an in-place rewrite would leave a torn or truncated blob for every later reader. So
+:func:`exclusive_update` takes the exclusive lock on the blob's *current* inode, stages the
+new contents in a temporary file in the same directory (written and synced), and
+only at the end of the update renames it over the path (atomic), syncs the directory and
+drops the lock. Readers (:func:`read_certificates_locked`) recheck the inode after they got
+the shared lock, the way QEMU's reader does (``open_certs_locked``: ``fstat``/``stat`` inode
+comparison loop, "[RFC PATCH v2 3/3] i386/sev: Add KVM_EXIT_SNP_REQ_CERTS support",
+M. Wang, 2025-01-20, after D. Berrangé's review): a reader that opened the old inode waits
+for the update, sees the inode changed and reopens the path. A reader therefore sees the
+old blob whole or the new blob whole, never a part of either; a publisher that dies mid-way
+leaves the old blob in place and a stale temporary file, which the next update removes.
+The firmware change (``SNP_COMMIT``, hot-load, ``SNP_VLEK_LOAD``) belongs inside the same
+update: no VMM reads certificates between it and the replace.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ import errno
 import fcntl
 import os
 import struct
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -50,6 +55,7 @@ __all__ = [
     "CertificatesBusy",
     "LockedCertificates",
     "exclusive_update",
+    "publish_blob",
     "read_certificates_locked",
 ]
 
@@ -57,6 +63,9 @@ __all__ = [
 # [2 bytes padding to 8] off_t l_start; off_t l_len; pid_t l_pid; [4 bytes padding]. 32 bytes.
 _FLOCK = struct.Struct("@hhqqi4x")
 assert _FLOCK.size == 32, _FLOCK.size
+#: Reopen attempts when the blob keeps being replaced under a reader (our choice: an
+#: update takes the lock for a whole replace, so more than a few in a row means a loop).
+_REOPENS = 16
 
 
 class CertificateFileError(CoCoError):
@@ -108,7 +117,8 @@ def _read_all(fd: int) -> bytes:
 
 def _open(path: Path, flags: int) -> int:
     try:
-        return os.open(path, flags | os.O_CLOEXEC)
+        # a new blob is data read by VMMs: rw-r--r-- (before the umask), never executable
+        return os.open(path, flags | os.O_CLOEXEC, 0o644)
     except OSError as e:
         raise CertificateFileError(f"{path}: cannot open certificate blob: {e.strerror}") from None
 
@@ -151,8 +161,35 @@ class LockedCertificates:
         self.release()
 
 
+def _still_the_file(fd: int, path: Path) -> bool:
+    """True if ``path`` still names the inode ``fd`` has open (not replaced by an update)."""
+    mine = os.fstat(fd)
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino)
+
+
+def _locked_open(path: Path, flags: int, lock_type: int, *, wait: bool, create: bool) -> int:
+    """Open ``path`` and lock it; reopen while an update replaced it under us."""
+    for _ in range(_REOPENS):
+        fd = _open(path, flags | (os.O_CREAT if create else 0))
+        try:
+            _lock(fd, lock_type, wait=wait, path=path)
+            if _still_the_file(fd, path):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # the lock was on the replaced inode: its close drops it
+    raise CertificateFileError(
+        f"{path}: replaced {_REOPENS} times while opening; expected it to settle"
+    )
+
+
 def read_certificates_locked(path: str | Path, *, wait: bool = True) -> LockedCertificates:
-    """Take a shared OFD lock on ``path`` and read it.
+    """Take a shared OFD lock on ``path`` and read it (rechecking the inode, see above).
 
     :param wait: block until an update finishes (``F_OFD_SETLKW``); with ``False`` an update
         in progress raises :class:`CertificatesBusy` at once (``F_OFD_SETLK``).
@@ -160,9 +197,8 @@ def read_certificates_locked(path: str | Path, *, wait: bool = True) -> LockedCe
     :raises CertificateFileError: the file cannot be opened, locked or read.
     """
     p = Path(path)
-    fd = _open(p, os.O_RDONLY)
+    fd = _locked_open(p, os.O_RDONLY, fcntl.F_RDLCK, wait=wait, create=False)
     try:
-        _lock(fd, fcntl.F_RDLCK, wait=wait, path=p)
         data = _read_all(fd)
     except BaseException:
         os.close(fd)
@@ -172,25 +208,70 @@ def read_certificates_locked(path: str | Path, *, wait: bool = True) -> LockedCe
 
 @attrs.define
 class CertificateUpdate:
-    """Handle given to an updater inside :func:`exclusive_update`."""
+    """Handle given to an updater inside :func:`exclusive_update`.
+
+    :meth:`write` stages the new blob; it replaces the old one when the update ends.
+    """
 
     path: Path
     _fd: int = attrs.field(alias="fd")
     written: bool = False
+    _staged: Path | None = attrs.field(default=None, alias="staged")
 
     def read(self) -> bytes:
-        """The current blob."""
+        """The blob as it will be after the update (the staged one once :meth:`write` ran)."""
+        if self._staged is not None:
+            return self._staged.read_bytes()
         return _read_all(self._fd)
 
     def write(self, data: bytes) -> None:
-        """Replace the blob in place (truncate, write, fsync) under the exclusive lock."""
-        os.ftruncate(self._fd, 0)
-        view = memoryview(bytes(data))
-        offset = 0
-        while offset < len(view):
-            offset += os.pwrite(self._fd, view[offset:], offset)
-        os.fsync(self._fd)
+        """Stage ``data`` as the new blob (a temporary file beside it, written and fsynced)."""
+        tmp_fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=_stage_prefix(self.path))
+        tmp = Path(name)
+        try:
+            os.fchmod(tmp_fd, os.fstat(self._fd).st_mode & 0o7777)
+            view = memoryview(bytes(data))
+            offset = 0
+            while offset < len(view):
+                offset += os.write(tmp_fd, view[offset:])
+            os.fsync(tmp_fd)
+        except BaseException:
+            os.close(tmp_fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(tmp_fd)
+        if self._staged is not None:
+            self._staged.unlink(missing_ok=True)
+        self._staged = tmp
         self.written = True
+
+    def _commit(self) -> None:
+        """Rename the staged blob over the path and make the rename durable."""
+        if self._staged is None:
+            return
+        os.rename(self._staged, self.path)
+        self._staged = None
+        dir_fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _discard(self) -> None:
+        if self._staged is not None:
+            self._staged.unlink(missing_ok=True)
+            self._staged = None
+
+
+def _stage_prefix(path: Path) -> str:
+    return f".{path.name}.staged-"
+
+
+def _remove_stale_stages(path: Path) -> None:
+    """Temporary files of publishers that died mid-way (we hold the lock: nobody writes them)."""
+    for stale in path.parent.glob(_stage_prefix(path) + "*"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 @contextlib.contextmanager
@@ -199,20 +280,47 @@ def exclusive_update(
 ) -> Iterator[CertificateUpdate]:
     """Hold an exclusive OFD lock on the blob for the duration of an update.
 
-    Do the firmware change (``SNP_COMMIT``, hot-load, ``SNP_VLEK_LOAD``) *and* the certificate
-    rewrite inside the ``with`` block, so no VMM can read certificates in between.
+    Do the firmware change (``SNP_COMMIT``, hot-load, ``SNP_VLEK_LOAD``) *and*
+    :meth:`CertificateUpdate.write` inside the ``with`` block: the staged blob replaces the
+    old one atomically when the block ends without an exception (discarded otherwise), and
+    only then is the lock dropped, so no VMM reads certificates in between.
 
     :param wait: block until VMMs holding shared locks finish; ``False`` raises
         :class:`CertificatesBusy` instead.
-    :param create: create the file if it does not exist (the lock needs a stable inode).
+    :param create: create the file if it does not exist (the lock needs an inode).
     """
     p = Path(path)
-    fd = _open(p, os.O_RDWR | (os.O_CREAT if create else 0))
+    fd = _locked_open(p, os.O_RDWR, fcntl.F_WRLCK, wait=wait, create=create)
+    update = CertificateUpdate(path=p, fd=fd)
     try:
-        _lock(fd, fcntl.F_WRLCK, wait=wait, path=p)
+        _remove_stale_stages(p)
         try:
-            yield CertificateUpdate(path=p, fd=fd)
-        finally:
-            _unlock(fd)
+            yield update
+        except BaseException:
+            update._discard()
+            raise
+        update._commit()
     finally:
-        os.close(fd)
+        try:
+            _unlock(fd)
+        finally:
+            os.close(fd)
+
+
+def publish_blob(
+    path: str | Path,
+    data: bytes,
+    *,
+    wait: bool = True,
+    during: Callable[[], None] | None = None,
+) -> None:
+    """Replace the certificate blob at ``path`` with ``data`` under the exclusive lock.
+
+    :param during: run under the lock before the replace (the firmware change); if it
+        raises, the old blob stays.
+    :raises CertificatesBusy: ``wait`` is false and a VMM holds the shared lock.
+    """
+    with exclusive_update(path, wait=wait, create=True) as update:
+        if during is not None:
+            during()
+        update.write(data)

@@ -69,11 +69,13 @@ DEFAULT_UNIX_PATH = "/var/run/tdx-qgs/qgs.socket"
 DEFAULT_VSOCK_CID = 2
 #: ``port = 4050`` in the shipped qgs/qgs.conf.
 DEFAULT_VSOCK_PORT = 4050
-#: QGS closes a connection after ``QGS_TIMEOUT = 30`` s (qgs_server.cpp) and QEMU
-#: gives up after ``TRANSACTION_TIMEOUT 30000`` ms (tdx-quote-generator.c).
-DEFAULT_READ_TIMEOUT = 30.0
 #: Our choice: a local socket connects in microseconds; 5 s only covers a busy host.
 DEFAULT_CONNECT_TIMEOUT = 5.0
+#: QGS closes a connection after ``QGS_TIMEOUT = 30`` s (qgs_server.cpp) and QEMU
+#: gives up on the whole transaction after ``TRANSACTION_TIMEOUT 30000`` ms
+#: (tdx-quote-generator.c): connect plus read stay within those 30 s, which is also
+#: the default of :class:`~coco_tdx.service.QuoteService` (its deadline bounds both).
+DEFAULT_READ_TIMEOUT = 30.0 - DEFAULT_CONNECT_TIMEOUT
 #: Largest accepted ``qgs_msg`` (after the length prefix). QEMU rejects GetQuote
 #: buffers above 128 KiB (kernel-abi.md §2.4), so no bigger quote can reach a guest.
 DEFAULT_MAX_RESPONSE = 128 * 1024
@@ -171,8 +173,13 @@ class QgsClient:
         if not HEADER_SIZE <= value <= _U32_MAX:
             raise ValueError(f"max_response is {value}, expected {HEADER_SIZE}..{_U32_MAX:#x}")
 
-    def get_quote(self, report: bytes) -> bytes:
+    def get_quote(self, report: bytes, *, deadline: float | None = None) -> bytes:
         """Send *report* (a 1024-byte TDREPORT) in a GET_QUOTE_REQ and return the bare quote.
+
+        :param deadline: a ``time.monotonic()`` time the whole transaction (connect
+            included) must end by, on top of ``connect_timeout`` and ``read_timeout``:
+            :class:`~coco_tdx.service.QuoteService` passes its own, so the client never
+            outlives the request it serves.
 
         *report* is always wrapped in the QGS framing, as upstream QEMU does with
         the ``in_len`` bytes of the GetQuote buffer (wire-formats.md §1.7). A guest
@@ -185,8 +192,9 @@ class QgsClient:
         :raises QgsErrorCode: QGS answered with a non-zero error code.
         """
         request = GetQuoteReq(report).to_frame()
-        with self._connect() as sock:
-            deadline = time.monotonic() + self.read_timeout
+        with self._connect(deadline) as sock:
+            end = time.monotonic() + self.read_timeout
+            deadline = end if deadline is None else min(end, deadline)
             self._send(sock, request, deadline)
             length = parse_length_prefix(
                 self._recv_exact(sock, LENGTH_PREFIX_SIZE, deadline, "length prefix")
@@ -223,8 +231,15 @@ class QgsClient:
             )
         return quote[:true_size] if self.trim_padding else quote
 
-    def _connect(self) -> socket.socket:
+    def _connect(self, deadline: float | None = None) -> socket.socket:
         address = self.address
+        wait = self.connect_timeout
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                raise QgsTimeout(
+                    f"QGS at {address}: the caller's deadline passed before connecting"
+                )
         target: str | tuple[int, int]
         if isinstance(address, VsockAddress):
             family = getattr(socket, "AF_VSOCK", None)
@@ -239,13 +254,11 @@ class QgsClient:
         except OSError as exc:
             raise QgsUnavailable(f"QGS at {address}: cannot create socket: {exc}") from exc
         try:
-            sock.settimeout(self.connect_timeout)
+            sock.settimeout(wait)
             sock.connect(target)
         except TimeoutError as exc:
             sock.close()
-            raise QgsTimeout(
-                f"QGS at {address}: connect took longer than {self.connect_timeout} s"
-            ) from exc
+            raise QgsTimeout(f"QGS at {address}: connect took longer than {wait:.3g} s") from exc
         except OSError as exc:
             sock.close()
             reason = exc.strerror or str(exc)
@@ -255,9 +268,7 @@ class QgsClient:
     def _remaining(self, deadline: float, what: str) -> float:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise QgsTimeout(
-                f"QGS at {self.address}: no complete {what} within {self.read_timeout} s"
-            )
+            raise QgsTimeout(f"QGS at {self.address}: no complete {what} before the deadline")
         return left
 
     def _send(self, sock: socket.socket, data: bytes, deadline: float) -> None:

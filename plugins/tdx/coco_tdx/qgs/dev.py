@@ -24,7 +24,10 @@ true size with :func:`coco_tdx.quote.quote_size`.
 Fault injection (``mode``) for tests: ``ok``, ``error`` (error response with
 ``error_code``), ``delay`` (sleep ``delay`` seconds, then answer normally),
 ``malformed`` (see :class:`MalformedKind`), ``close`` (read the request, close
-without answering) and ``garbage`` (a length prefix around 64 pseudo-random bytes).
+without answering), ``garbage`` (a length prefix around 64 pseudo-random bytes) and
+``wedged`` (accept the connection, swallow what the client sends and never answer,
+until the client closes or :meth:`stop`: a QGS that hangs).
+:attr:`DevQgsServer.connections` counts accepted connections.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ class DevQgsMode(enum.StrEnum):
     MALFORMED = "malformed"
     CLOSE = "close"
     GARBAGE = "garbage"
+    WEDGED = "wedged"
 
 
 class MalformedKind(enum.StrEnum):
@@ -157,12 +161,20 @@ class DevQgsServer:
         self.conn_timeout = conn_timeout
         self.quotes = load_quotes(quotes_dir)
         self.requests_served = 0
+        #: connections accepted and handed to a connection thread
+        self.connections = 0
         self._next = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._conns: dict[socket.socket, threading.Thread] = {}
+
+    @property
+    def open_connections(self) -> int:
+        """Connections accepted and not closed yet."""
+        with self._lock:
+            return len(self._conns)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -258,6 +270,7 @@ class DevQgsServer:
                 target=self._serve_conn, args=(conn,), name="devqgs-conn", daemon=True
             )
             self._conns[conn] = thread
+            self.connections += 1
         thread.start()
 
     # -- one connection ----------------------------------------------------
@@ -275,6 +288,16 @@ class DevQgsServer:
                 self._conns.pop(conn, None)
             conn.close()
 
+    def _swallow(self, conn: socket.socket) -> None:
+        """Read and drop until the peer closes or :meth:`stop` (the wedged QGS)."""
+        conn.settimeout(_POLL)
+        while not self._stopping.is_set():
+            try:
+                if not conn.recv(65536):
+                    return
+            except TimeoutError:
+                continue
+
     def _recv_exact(self, conn: socket.socket, n: int) -> bytes | None:
         buf = bytearray()
         while len(buf) < n:
@@ -288,6 +311,9 @@ class DevQgsServer:
 
     def _handle(self, conn: socket.socket) -> bytes | None:
         """Read one request; return the bytes to send (``None``: close silently)."""
+        if self.mode is DevQgsMode.WEDGED:  # swallow what comes, never answer
+            self._swallow(conn)
+            return None
         prefix = self._recv_exact(conn, LENGTH_PREFIX_SIZE)
         if prefix is None:
             return None
