@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -126,3 +128,51 @@ def test_check_with_header(
     assert main(["abi", "check", "--header", str(header_dir)]) == 1
     out = capsys.readouterr().out
     assert "MISMATCH KVM_EXIT_TDX: linux-7.2 40, header 41" in out
+
+
+def _define(path: Path, name: str) -> int:
+    """The integer a header ``#define NAME value`` line gives (literal values only)."""
+    m = re.search(rf"^\s*#\s*define\s+{name}\s+\(?([0-9a-fA-Fx]+)", path.read_text(), re.M)
+    assert m is not None, f"{path} defines no {name}"
+    return int(m.group(1), 0)
+
+
+def _comment_above(module: object, assignment: str) -> str:
+    """The ``#:`` comment block right above ``assignment`` in ``module``'s source."""
+    lines = inspect.getsource(module).splitlines()  # type: ignore[arg-type]
+    at = next(i for i, ln in enumerate(lines) if ln.startswith(assignment))
+    block = []
+    for ln in reversed(lines[:at]):
+        if not ln.startswith("#:"):
+            break
+        block.append(ln)
+    return " ".join(reversed(block))
+
+
+def test_constants_match_the_72_headers(header_dir: Path) -> None:
+    """asm/vmx.h ``#define EXIT_REASON_TDCALL 77``, asm/svm.h ``SVM_EXIT_VMMCALL 0x081``, ..."""
+    import coco_snp.uapi
+    import coco_tdx.uapi
+    from coco_core.generic import hypercall
+
+    asm = header_dir / "x86_64-linux-gnu" / "asm"
+    assert _define(asm / "vmx.h", "EXIT_REASON_TDCALL") == coco_tdx.uapi.EXIT_REASON_TDCALL
+    assert _define(asm / "svm.h", "SVM_EXIT_VMMCALL") == coco_snp.uapi.SVM_EXIT_VMMCALL
+    para = header_dir / "linux" / "kvm_para.h"
+    assert _define(para, "KVM_ENOSYS") == hypercall.KVM_ENOSYS
+    assert _define(para, "KVM_HC_VAPIC_POLL_IRQ") == hypercall.KVM_HC_VAPIC_POLL_IRQ
+    assert _define(asm / "kvm.h", "KVM_X86_SEV_SNP_REQ_CERTS") == 2  # v6 posted 1
+
+
+def test_citations_do_not_name_uapi_headers_that_lack_the_value(header_dir: Path) -> None:
+    """uapi sev-guest.h has no ``enum msg_type``, uapi tdx-guest.h no ``GET_QUOTE_*``."""
+    import coco_snp.uapi
+    from coco_tdx.ghci import GET_QUOTE_STATUS
+
+    assert "SNP_MSG_REPORT_REQ" not in (header_dir / "linux" / "sev-guest.h").read_text()
+    cited = _comment_above(coco_snp.uapi, "SNP_MSG_REPORT_REQ = ")
+    assert "arch/x86/include/asm/sev.h" in cited
+    assert "include/uapi/linux/sev-guest.h" not in cited
+    assert "GET_QUOTE_" not in (header_dir / "linux" / "tdx-guest.h").read_text()
+    assert "GHCI" in GET_QUOTE_STATUS.source
+    assert not GET_QUOTE_STATUS.source.startswith("include/uapi/linux/tdx-guest.h")

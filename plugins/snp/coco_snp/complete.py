@@ -285,6 +285,12 @@ _LINUX = {
     TermReasonLinux.NOT_VMPL0: "not running at VMPL0",
     TermReasonLinux.CPUID: "CPUID validation failure",
     TermReasonLinux.CPUID_HV: "CPUID failure during hypervisor fallback",
+    TermReasonLinux.SECRETS_PAGE: "secrets page failure",
+    TermReasonLinux.NO_SVSM: "SVSM is not advertised in the secrets page",
+    TermReasonLinux.SVSM_VMPL0: "SVSM is present but has set VMPL to 0",
+    TermReasonLinux.SVSM_CAA: "SVSM is present but CAA is not page aligned",
+    TermReasonLinux.SECURE_TSC: "Secure TSC initialization failed",
+    TermReasonLinux.SVSM_CA_REMAP_FAIL: "SVSM is present but CA could not be remapped",
 }
 #: reason set → {code: text}, the sets this module can name.
 GHCB_TERM_REASON: dict[int, dict[int, str]] = {
