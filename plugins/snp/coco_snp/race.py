@@ -16,9 +16,10 @@ Actors, each advanced one step per schedule entry:
 * **VMM** (``VMM_A``, ``VMM_B``: two vCPUs): serves one request in two steps — *read* the
   certificates, then *complete* (KVM issues the firmware request; the firmware signs with the
   TCB it has at that moment). Under :attr:`Policy.GUEST_NAMED_TCB` the two steps are the
-  guest's two requests instead: the report, then the certificates for the TCB it names. Under :attr:`Policy.OFD_LOCK` the read takes the shared lock
-  non-blocking and the completion releases it (``immediate_exit``/``EINTR``); if the updater
-  holds the lock the request is answered RETRY (``EAGAIN``) at once.
+  guest's two requests instead: the report, then the certificates for the TCB it names.
+  Under :attr:`Policy.OFD_LOCK` the read takes the shared lock non-blocking and the
+  completion releases it (``immediate_exit``/``EINTR``); if the updater holds the lock the
+  request is answered RETRY (``EAGAIN``) at once.
 * **firmware**: holds REPORTED_TCB; it has no steps of its own.
 
 Policies:
@@ -198,7 +199,6 @@ class _World:
         self.trace.append(
             f"{vmm.value} complete: served {served}, signed {signed} ({outcome.value})"
         )
-
 
     def _serve_named(self, vmm: Actor, named: int | None) -> None:
         """The guest asks for the VCEK of the REPORTED_TCB its report carries: no ASP call."""
