@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from coco_core.abi import Abi
 from coco_core.cli.main import main
 from coco_core.review.gcc import find_header_dir, header_defines, header_offsets
 
@@ -176,3 +177,110 @@ def test_citations_do_not_name_uapi_headers_that_lack_the_value(header_dir: Path
     assert "GET_QUOTE_" not in (header_dir / "linux" / "tdx-guest.h").read_text()
     assert "GHCI" in GET_QUOTE_STATUS.source
     assert not GET_QUOTE_STATUS.source.startswith("include/uapi/linux/tdx-guest.h")
+
+
+def _linux72() -> Abi:
+    import coco_snp.plugin
+    import coco_tdx.plugin
+    from coco_core.registry import Registry
+
+    return Registry.from_plugins([coco_snp.plugin, coco_tdx.plugin]).abi("linux-7.2")
+
+
+#: the line of include/uapi/linux/kvm.h (7.2) that a shifted copy rewrites
+_RET = "\t__u64 ret;\n"
+_RET_SHIFTED = "\t__u64 ret __attribute__((aligned(32)));\n"
+
+
+def _shifted(header_dir: Path, dest: Path) -> Path:
+    """A copy of the 7.2 include tree whose ``struct kvm_exit_snp_req_certs`` has ``ret`` at 32."""
+    shutil.copytree(header_dir / "linux", dest / "linux")
+    shutil.copytree(header_dir / "x86_64-linux-gnu" / "asm", dest / "x86_64-linux-gnu" / "asm")
+    kvm = dest / "linux" / "kvm.h"
+    text = kvm.read_text()
+    start = text.index("struct kvm_exit_snp_req_certs {")
+    at = text.index(_RET, start)
+    kvm.write_text(text[:at] + _RET_SHIFTED + text[at + len(_RET) :])
+    return kvm
+
+
+def test_released_abi_against_its_own_header_is_identical(header_dir: Path) -> None:
+    """``abi compare linux-7.2 .../linux/kvm.h`` (7.2): every member identical, no exit differs."""
+    from coco_core.review.compare import compare_abis
+    from coco_core.review.files import import_file
+
+    abi = _linux72()
+    hdr = import_file(header_dir / "linux" / "kvm.h", None, whole=True)
+    c = compare_abis(abi, hdr)
+    assert {m.member_a for m in c.members} == set(abi.union_members)
+    assert all(m.identical for m in c.members), c.render()
+    assert {m.member_a: m.paired_by for m in c.members}["hypercall"] == "exit"
+    assert c.exits == ()
+    assert not c.differs
+    assert hdr.errors == {}  # asm/kvm.h was found: kvm_run's debug member laid out too
+    assert "KVM_EXIT_IO_IN" not in hdr.exits  # made inside struct { ... } io;
+    assert "KVM_EXIT_HYPERCALL_LONG_MODE" not in hdr.exits  # made by asm/kvm.h
+
+
+def test_one_shifted_field_is_exactly_what_differs(header_dir: Path, tmp_path: Path) -> None:
+    """``__u64 ret __attribute__((aligned(32)))`` shows ``ret`` moved +16 -> +32, nothing else."""
+    from coco_core.review.compare import compare_abis
+    from coco_core.review.files import import_file
+
+    kvm = _shifted(header_dir, tmp_path)
+    c = compare_abis(_linux72(), import_file(kvm, None, whole=True))
+    (changed,) = [m for m in c.members if not m.identical]
+    assert (changed.member_a, changed.size_a, changed.size_b) == ("snp_req_certs", 24, 64)
+    assert [(ch.kinds, ch.path_a, ch.offset_a, ch.offset_b) for ch in changed.changes] == [
+        (("moved",), "ret", 16, 32)
+    ]
+    assert c.exits == ()
+
+
+def test_check_against_a_shifted_header_names_that_field(
+    header_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """gcc on the shifted copy: one MISMATCH, ``kvm_run.snp_req_certs.ret`` at 64 instead of 48."""
+    kvm = _shifted(header_dir, tmp_path)
+    assert main(["abi", "check", "--header", str(kvm)]) == 1
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("MISMATCH")]
+    assert lines == ["MISMATCH kvm_run.snp_req_certs.ret: linux-7.2 48 size 8, header 64 size 8"]
+
+
+def test_struct_kvm_run_of_the_real_header_lays_out_as_gcc_does(header_dir: Path) -> None:
+    """``--struct kvm_run`` parses 7.2's kvm.h (asm/kvm.h included) and every offset is gcc's."""
+    from coco_core.review.files import import_file
+
+    imported = import_file(header_dir / "linux" / "kvm.h", "kvm_run")
+    run = imported.union_members["kvm_run"]
+    mine = run.offsets("kvm_run")
+    mine["kvm_run"] = (0, run.size)
+    measured = header_offsets(header_dir, list(mine))
+    assert {p: v for p, v in measured.items() if v != mine[p]} == {}
+    assert run.size == 2352
+
+
+@pytest.mark.parametrize(
+    "form", ["root", "usr-tree", "linux-dir", "kvm.h", "loose-copy"], ids=lambda f: f
+)
+def test_check_header_takes_a_kvm_h_path_or_an_include_dir(
+    form: str, header_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--header`` takes the include root, a tree, ``linux/``, the file, or a renamed copy."""
+    loose = tmp_path / "proposal" / "kvm-7.2.h"
+    if form == "loose-copy":  # what it includes next to it, where -I DIR finds it
+        shutil.copytree(header_dir / "x86_64-linux-gnu" / "asm", loose.parent / "asm")
+        shutil.copytree(header_dir / "linux", loose.parent / "linux")
+        shutil.copy(header_dir / "linux" / "kvm.h", loose)
+    path = {
+        "root": header_dir,
+        "usr-tree": header_dir.parent.parent,
+        "linux-dir": header_dir / "linux",
+        "kvm.h": header_dir / "linux" / "kvm.h",
+        "loose-copy": loose,
+    }[form]
+    if form == "usr-tree" and header_dir.parts[-2:] != ("usr", "include"):
+        pytest.skip(f"{header_dir} is not DIR/usr/include: no tree above it to name")
+    assert main(["abi", "check", "--header", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "header: 52 offsets (0 mismatches), 44 exit numbers (0 mismatches)" in out
