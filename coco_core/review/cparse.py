@@ -97,6 +97,9 @@ class ParsedHeader:
         defines ``struct kvm_run``.
     :param series: for patch mails, one line per mail read, in order (subject,
         Message-ID, the uapi headers it changes).
+    :param patched_members: for a patch, the :attr:`members` with a line it adds
+        (context lines only show what the base already had); None for plain C.
+    :param patched_defines: for a patch, the ``#define`` names made on lines it adds.
     """
 
     structs: _Structs
@@ -110,14 +113,27 @@ class ParsedHeader:
     member_exits: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
     run_members: tuple[str, ...] = ()
     series: tuple[str, ...] = ()
+    patched_members: frozenset[str] | None = None
+    patched_defines: frozenset[str] | None = None
 
-    def exit_reasons(self) -> dict[str, int]:
-        """The ``KVM_EXIT_*`` defines this text makes at file scope: its exit reasons."""
+    def exit_reasons(self, *, patched: bool = False) -> dict[str, int]:
+        """The ``KVM_EXIT_*`` defines this text makes at file scope: its exit reasons.
+
+        :param patched: only those on lines a patch adds (:attr:`patched_defines`).
+        """
+        keep = self.patched_defines if patched else None
         return {
             k: v
             for k, v in self.defines.items()
-            if k.startswith("KVM_EXIT_") and k not in self.scoped_defines
+            if k.startswith("KVM_EXIT_")
+            and k not in self.scoped_defines
+            and (keep is None or k in keep)
         }
+
+    def new_members(self) -> dict[str, Layout]:
+        """The :attr:`members` a patch adds or changes (all of them for plain C)."""
+        keep = self.patched_members
+        return {m: lay for m, lay in self.members.items() if keep is None or m in keep}
 
     def struct(self, name: str) -> Layout:
         """The layout called ``name``: a tag, a typedef, or a member name.
@@ -369,11 +385,15 @@ def parse_c(
     run = next((a for a in aggregates if a.tag == "kvm_run" and a.kind == "struct"), None)
     union = list(_exit_union(run)) if run is not None else []
     member_exits: dict[str, tuple[str, ...]] = {}
-    for d in (*loose, *union):
+    added = src.added
+    patched: set[str] = set()
+    for d in (*_named(loose), *union):
         _add_member(lay, d, members, errors, source)
         named = _KVM_EXIT.findall(comments.get(d.type.line - 1, "") + comments.get(d.type.line, ""))
         if d.name is not None and named:
             member_exits.setdefault(d.name, tuple(dict.fromkeys(named)))
+        if d.name is not None and added is not None and not added.isdisjoint(_lines(d)):
+            patched.add(d.name)
     scoped = frozenset(df.name for df in defines_raw[own:] if df.depth > 0) | frozenset(
         df.name for df in defines_raw[:own]
     )
@@ -389,7 +409,34 @@ def parse_c(
         member_exits=member_exits,
         run_members=tuple(d.name for d in union if d.name is not None),
         series=src.series,
+        patched_members=None if added is None else frozenset(patched),
+        patched_defines=None
+        if added is None
+        else frozenset(df.name for df in defines_raw[own:] if df.line in added),
     )
+
+
+def _named(decls: Sequence[Decl]) -> Iterator[Decl]:
+    """``decls``, with an anonymous ``union { ... };`` replaced by its members.
+
+    A hunk that opens at kvm_run's ``union {`` (its ``struct kvm_run {`` line outside
+    the hunk) shows the exit union as an anonymous aggregate: its members are the ones
+    the patch touches.
+    """
+    for d in decls:
+        if d.name is None and d.type.body is not None:
+            yield from _named(d.type.body.members)
+        else:
+            yield d
+
+
+def _lines(d: Decl) -> Iterator[int]:
+    """The lines of a declaration: its type, its name, and every member of an inline body."""
+    yield d.type.line
+    yield d.line
+    if d.type.body is not None:
+        for m in d.type.body.members:
+            yield from _lines(m)
 
 
 _KVM_EXIT = re.compile(r"\bKVM_EXIT_[A-Z0-9_]+")

@@ -89,8 +89,10 @@ def _parse(p: Path) -> ParsedHeader:
 def import_file(p: Path, struct: str | None, *, whole: bool = False) -> ImportedAbi:
     """A header or patch file as an :class:`ImportedAbi`.
 
-    :param struct: the struct, union or member to take; without it, the file's
-        only struct, or the first whose name says ``req_certs`` or ``coco``.
+    :param struct: the struct, union or member to take; without it, every member a
+        patch adds to (or changes in) ``kvm_run``'s union, else the file's only struct,
+        or the first whose name says ``req_certs`` or ``coco``. A patch's exits are the
+        ``KVM_EXIT_*`` it defines on ``+`` lines (its context lines show the base's).
     :param whole: if the file defines ``struct kvm_run``, take every exit-union member
         (``struct`` is then None or ``kvm_run``).
     :raises CParseError: the file is not C coco can read, or the struct taken could not be
@@ -100,11 +102,22 @@ def import_file(p: Path, struct: str | None, *, whole: bool = False) -> Imported
     parsed = _parse(p)
     if whole and parsed.run_members:
         return _whole(p, parsed)
+    exits = parsed.exit_reasons(patched=True)  # a patch's context shows the base's
+    added = parsed.new_members()
+    if struct is None and added:  # a patch adding members to kvm_run's union
+        return ImportedAbi(
+            str(p),
+            str(p),
+            added,
+            exits,
+            parsed.notes,
+            {m: e for m, e in parsed.member_exits.items() if m in added},
+            series=parsed.series,
+        )
     if struct is None:
         struct = _pick(p, parsed)
     lay = parsed.struct(struct)
     member = struct.split()[-1]
-    exits = parsed.exit_reasons()
     named = {member: parsed.member_exits[member]} if member in parsed.member_exits else {}
     return ImportedAbi(
         str(p), str(p), {member: lay}, exits, parsed.notes, named, series=parsed.series

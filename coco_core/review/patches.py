@@ -48,6 +48,7 @@ _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _MBOX_FROM = re.compile(r"^From \S+ +\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4}\s*$")
 _HEADER = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:( |$)")
 _UAPI = "include/uapi/"
+_EXCERPT = "excerpt: read the '+' and context lines"
 _NUMBERED = re.compile(r"\[[^\]]*?\b(\d+)/\d+\s*\]")
 _REPLY = re.compile(r"^\s*(re|aw|sv)\s*:", re.I)
 
@@ -90,6 +91,8 @@ class Source:
     notes: tuple[str, ...] = ()
     #: one line per patch mail read, in order: subject, Message-ID, the uapi files it changes
     series: tuple[str, ...] = ()
+    #: the input lines a patch adds (``+`` lines); None for plain C, where every line counts
+    added: frozenset[int] | None = None
 
     @property
     def patch(self) -> bool:
@@ -211,11 +214,22 @@ def _path(line: str) -> str | None:
 def _apply(known: dict[int, tuple[int, str]], hunk: Hunk) -> bool:
     """Apply ``hunk`` to the sparse file ``known`` (position -> (input line, text)).
 
+    A context line the file already holds keeps its entry (the line of the patch that
+    wrote it, so a member an earlier patch added still reads as added); ``+`` lines,
+    and context lines no earlier patch showed, come from this hunk.
+
     :returns: whether the lines it replaces agree with what ``known`` held.
     """
     pos = max(hunk.new_start, 1)
     old = [text for tag, text, _ in hunk.lines if tag in " -"]
-    new = [(src, text) for tag, text, src in hunk.lines if tag in " +"]
+    new: list[tuple[int, str]] = []
+    at = pos  # the line of the file this hunk line stands on
+    for tag, text, src in hunk.lines:
+        if tag == " ":
+            new.append(known.get(at, (src, text)))
+        elif tag == "+":
+            new.append((src, text))
+        at += tag in " -"
     clean = all(known[pos + k][1] == text for k, text in enumerate(old) if pos + k in known)
     delta = len(new) - len(old)
     moved: dict[int, tuple[int, str]] = {}
@@ -312,10 +326,19 @@ def source_chunks(text: str) -> Source:
             notes.insert(0, f"{len(patches)} patch mail(s), uapi hunks applied in order")
         else:
             notes.insert(0, "patch: read the new side ('+' and context lines)")
-        return Source(chunks, kind, tuple(notes), tuple(series))
+        added = frozenset(
+            no
+            for p in patches
+            for f in p.files
+            for h in f.hunks
+            for tag, _, no in h.lines
+            if tag == "+"
+        )
+        return Source(chunks, kind, tuple(notes), tuple(series), added)
     numbered = list(enumerate(text.splitlines(), 1))
     body = [(no, ln) for no, ln in numbered if ln.strip()]
     if body and all(ln[0] in "+- " for _, ln in body) and any(ln[0] == "+" for _, ln in body):
         chunk = [(no, ln[1:]) for no, ln in numbered if ln[:1] in ("+", " ")]
-        return Source([chunk], "excerpt", ("excerpt: read the '+' and context lines",))
+        added = frozenset(no for no, ln in numbered if ln[:1] == "+")
+        return Source([chunk], "excerpt", (_EXCERPT,), added=added)
     return Source([numbered], "c")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from coco_core.errors import CParseError
 from coco_core.review.cparse import parse_c
+from coco_core.review.files import import_file
 from coco_core.review.patches import read_patches, source_chunks
 
 #: the v8 excerpt of docs/how-to/compare-an-abi-proposal.md: '+' lines, no @@, no ---/+++
@@ -254,3 +256,77 @@ def test_git_format_patch_output_is_read(tmp_path: Path) -> None:
     assert _fields(mbox) == [("gpa", 0, 8), ("npages", 8, 8), ("ret", 16, 8)]
     assert parse_c(mbox).member_exits["snp_req_certs"] == ("KVM_EXIT_SNP_REQ_CERTS",)
     assert parse_c(two).struct("snp_req_certs") == parse_c(mbox).struct("snp_req_certs")
+
+
+def _mail(n: int, subject: str, before: str, after: str, context: int = 3) -> str:
+    """A format-patch mail of ``before`` -> ``after`` (kvm.h), diff by :mod:`difflib`."""
+    diff = difflib.unified_diff(
+        before.splitlines(keepends=True),
+        after.splitlines(keepends=True),
+        "a/include/uapi/linux/kvm.h",
+        "b/include/uapi/linux/kvm.h",
+        n=context,
+    )
+    return (
+        f"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n"
+        f"From: A <a@b>\nSubject: [PATCH {n}/2] {subject}\n\n---\n"
+        "diff --git a/include/uapi/linux/kvm.h b/include/uapi/linux/kvm.h\n" + "".join(diff)
+    )
+
+
+def test_a_series_gives_the_members_and_exits_it_adds_not_its_context(tmp_path: Path) -> None:
+    """Context lines show the base (``KVM_EXIT_TDX 40``, ``} tdx;``); ``+`` lines, the change."""
+    series = tmp_path / "series.mbox"
+    series.write_text(SERIES)
+    imported = import_file(series, None)
+    assert list(imported.union_members) == ["snp_req_certs"]
+    assert dict(imported.exits) == {"KVM_EXIT_SNP_REQ_CERTS": 41}
+
+
+def test_a_member_shown_again_as_context_is_still_added(tmp_path: Path) -> None:
+    """Patch 2 quotes patch 1's whole ``certs`` member as context: both members are the series'."""
+    one = BASE.replace("\t\t} tdx;\n", "\t\t} tdx;\n\t\tstruct {\n\t\t\t__u64 gpa;\n\t\t} certs;\n")
+    two = one.replace(
+        "\t\t} certs;\n", "\t\t} certs;\n\t\tstruct {\n\t\t\t__u64 vector;\n\t\t} notify;\n"
+    )
+    series = tmp_path / "series.mbox"
+    series.write_text(
+        _mail(1, "add certs", BASE, one) + _mail(2, "add notify", one, two, context=8)
+    )
+    assert list(import_file(series, None).union_members) == ["certs", "notify"]
+
+
+def test_tdx_2025_proposal_is_what_its_two_patches_add(tmp_path: Path) -> None:
+    """[PATCH 1/2] adds ``KVM_EXIT_TDX_GET_QUOTE 41``, [PATCH 2/2] ``..._SETUP_EVENT_NOTIFY 42``.
+
+    <20250402001557.173586-2-binbin.wu@linux.intel.com> and -3-: ``struct { __u64 ret;
+    __u64 gpa; __u64 size; } tdx_get_quote;`` then ``struct { __u64 ret; __u8 vector; }
+    tdx_setup_event_notify;``, the second hunk quoting the first's member as context. The
+    registered ``tdx-separate-exits-2025`` must read identical to the series.
+    """
+    import coco_tdx.plugin
+    from coco_core.registry import Registry
+    from coco_core.review.compare import compare_abis
+
+    base = BASE.replace("40\n", "39\n").replace("KVM_EXIT_TDX ", "KVM_EXIT_MEMORY_FAULT")
+    base = base.replace("/* KVM_EXIT_TDX */", "/* KVM_EXIT_MEMORY_FAULT */")
+    base = base.replace("} tdx;", "} memory_fault;")
+    one = base.replace("39\n", "39\n#define KVM_EXIT_TDX_GET_QUOTE    41\n").replace(
+        "\t\t} memory_fault;\n",
+        "\t\t} memory_fault;\n\t\t/* KVM_EXIT_TDX_GET_QUOTE */\n\t\tstruct {\n"
+        "\t\t\t__u64 ret;\n\t\t\t__u64 gpa;\n\t\t\t__u64 size;\n\t\t} tdx_get_quote;\n",
+    )
+    two = one.replace("41\n", "41\n#define KVM_EXIT_TDX_SETUP_EVENT_NOTIFY 42\n").replace(
+        "\t\t} tdx_get_quote;\n",
+        "\t\t} tdx_get_quote;\n\t\t/* KVM_EXIT_TDX_SETUP_EVENT_NOTIFY */\n\t\tstruct {\n"
+        "\t\t\t__u64 ret;\n\t\t\t__u8 vector;\n\t\t} tdx_setup_event_notify;\n",
+    )
+    series = tmp_path / "tdx-2025.mbox"
+    series.write_text(_mail(2, "notify", one, two) + _mail(1, "quote", base, one))
+    proposal = Registry.from_plugins([coco_tdx.plugin]).abi("tdx-separate-exits-2025")
+    c = compare_abis(proposal, import_file(series, None))
+    assert [(m.member_a, m.member_b, m.identical) for m in c.members] == [
+        ("tdx_get_quote", "tdx_get_quote", True),
+        ("tdx_setup_event_notify", "tdx_setup_event_notify", True),
+    ]
+    assert c.exits == ()
