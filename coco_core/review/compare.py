@@ -30,6 +30,7 @@ How the requests moved across every registered ABI is
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import attrs
@@ -245,26 +246,26 @@ def _pair_members(
         used_a.add(x)
         used_b.add(y)
 
+    def pair_sharing(
+        sa: Mapping[str, AbstractSet[object]], sb: Mapping[str, AbstractSet[object]], how: str
+    ) -> None:
+        """Pair each member with one whose set shares an element, the same name first."""
+        for x in ma:
+            if x in used_a or not sa.get(x):
+                continue
+            cands = [y for y in mb if y not in used_b and sa[x] & sb.get(y, frozenset())]
+            if cands:
+                pair(x, x if x in cands else cands[0], how)
+
     for x, y in explicit.items():
         pair(x, y, "explicit")
-    # 1. same neutral request, equal names first
-    for x in ma:
-        if x in used_a or not ra.get(x):
-            continue
-        cands = [y for y in mb if y not in used_b and ra[x] & rb.get(y, frozenset())]
-        if cands:
-            pair(x, x if x in cands else cands[0], "request")
-    # 2. a file's member read for the same exit number (its /* KVM_EXIT_* */ comment),
-    #    equal names first: the anonymous members of kvm_run's union
+    # 1. same neutral request
+    pair_sharing(ra, rb, "request")
+    # 2. a file's member read for the same exit number (its /* KVM_EXIT_* */ comment):
+    #    the anonymous members of kvm_run's union
     files = isinstance(a, ImportedAbi) or isinstance(b, ImportedAbi)
     xa, xb = (member_exits(a), member_exits(b)) if files else ({}, {})
-    if files:
-        for x in ma:
-            if x in used_a or not xa.get(x):
-                continue
-            cands = [y for y in mb if y not in used_b and xa[x] & xb.get(y, frozenset())]
-            if cands:
-                pair(x, x if x in cands else cands[0], "exit")
+    pair_sharing(xa, xb, "exit")
     # 3. equal names
     for x in ma:
         if x not in used_a and x in mb and x not in used_b:
