@@ -18,6 +18,7 @@ core itself assumes no offset.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Mapping
 
@@ -37,6 +38,7 @@ __all__ = [
     "ExitDecoder",
     "RunFrame",
     "StatusField",
+    "SubCall",
     "WriteBack",
 ]
 
@@ -44,26 +46,117 @@ __all__ = [
 #: adds, such as a page count) into the exit union of ``run``.
 WriteBack = Callable[[memoryview, NeutralRequest, int, Outcome | None], None]
 
+#: One item of a key format: an optional count, then a pad byte or an unsigned integer.
+_KEY_ITEM = re.compile(r"(\d*)([xBHIQ])")
+_KEY_SIZES = {"x": 1, "B": 1, "H": 2, "I": 4, "Q": 8}
+
+#: A sub-call key: one number (TDX ``nr``), or a tuple for a compound key (.. versionadded:: 0.2).
+SubCall = int | tuple[int, ...]
+
+
+def _key_positions(fmt: str) -> tuple[tuple[int, int], ...]:
+    """``(offset from the format's start, size)`` of each number a key format reads.
+
+    :raises ValueError: not ``"<"`` followed by pad bytes (``x``) and unsigned
+        integers (``B``, ``H``, ``I``, ``Q``), each with an optional count.
+    """
+    body = fmt[1:] if fmt.startswith("<") else None
+    if not body or _KEY_ITEM.sub("", body):
+        raise ValueError(
+            f"key format {fmt!r} is not '<' followed by x/B/H/I/Q items (e.g. '<Q', '<Q4xI')"
+        )
+    out: list[tuple[int, int]] = []
+    pos = 0
+    for count, code in _KEY_ITEM.findall(body):
+        n = int(count) if count else 1
+        size = _KEY_SIZES[code]
+        if code == "x":
+            pos += n
+            continue
+        for _ in range(n):
+            out.append((pos, size))
+            pos += size
+    if not out:
+        raise ValueError(f"key format {fmt!r} reads no number")
+    return tuple(out)
+
 
 @attrs.frozen(kw_only=True)
 class Discriminator:
-    """Where an exit keeps its sub-call number (TDX ``nr``, hypercall ``nr``...).
+    """Where an exit keeps its sub-call key: one number or several, read with one unpack.
+
+    A key is one number (TDX ``nr``, hypercall ``nr``: ``fmt="<Q"``) or, for a
+    compound key, several numbers read by one :mod:`struct` format (RISC-V SBI
+    extension and function id: ``fmt="<QQ"``, ``field="kvm_run.riscv_sbi.extension_id"``,
+    ``more=("kvm_run.riscv_sbi.function_id",)``; pad bytes ``x`` skip what lies
+    between). A decoder of a compound key names its sub-call as a tuple in the
+    same order.
 
     :param reason: the exit reason.
-    :param offset: offset of the number from the start of ``kvm_run``.
-    :param fmt: :mod:`struct` format of the number (``"<Q"``, ``"<I"``).
-    :param field: its C access path, for people.
+    :param offset: offset of the first number from the start of ``kvm_run``.
+    :param fmt: :mod:`struct` format: ``"<"`` then pad bytes (``x``) and unsigned
+        integers (``B``, ``H``, ``I``, ``Q``).
+    :param field: the C access path of the (first) number.
+    :param more: the paths of a compound key's further numbers, in format order
+        (``.. versionadded:: 0.2``). The registry checks every path against the
+        ABI's layout.
+
+    .. versionchanged:: 0.2 compound keys.
     """
 
     reason: int
     offset: int
     fmt: str
     field: str
+    more: tuple[str, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        try:
+            positions = _key_positions(self.fmt)
+        except ValueError as exc:
+            raise ValueError(f"Discriminator of exit {self.reason}: {exc}") from None
+        if len(positions) != len(self.fields):
+            raise ValueError(
+                f"Discriminator of exit {self.reason}: format {self.fmt!r} reads "
+                f"{len(positions)} number(s) but field names {len(self.fields)}"
+            )
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The C access path of every number of the key, in format order."""
+        return (self.field, *self.more)
+
+    @property
+    def compound(self) -> bool:
+        """True for a key of several numbers."""
+        return len(self.fields) > 1
+
+    @property
+    def positions(self) -> tuple[tuple[int, int], ...]:
+        """``(kvm_run offset, size)`` of each number of the key."""
+        return tuple((self.offset + at, size) for at, size in _key_positions(self.fmt))
 
     @property
     def reader(self) -> struct.Struct:
-        """A precompiled reader for the number."""
+        """A precompiled reader: ``reader.unpack_from(run, offset)`` is the key tuple."""
         return struct.Struct(self.fmt)
+
+    def key(self, sub_call: SubCall) -> tuple[int, ...]:
+        """``sub_call`` as the tuple :attr:`reader` reads (``(nr,)`` for one number).
+
+        :raises ValueError: a compound key of the wrong length, or an int for one.
+        """
+        key = sub_call if isinstance(sub_call, tuple) else (sub_call,)
+        if len(key) != len(self.fields):
+            raise ValueError(
+                f"sub-call {sub_call!r} of exit {self.reason} has {len(key)} number(s); the "
+                f"discriminator {', '.join(self.fields)} reads {len(self.fields)}"
+            )
+        return tuple(int(k) for k in key)
+
+    def pack_into(self, run: bytearray | memoryview, sub_call: SubCall) -> None:
+        """Write ``sub_call`` into ``run`` where the exit keeps it (for tests and goldens)."""
+        self.reader.pack_into(run, self.offset, *self.key(sub_call))
 
 
 _STATUS_FORMATS = {"<B": 1, "<H": 2, "<I": 4, "<Q": 8}
@@ -81,9 +174,11 @@ class StatusField:
 
     :param offset: offset of the field from the start of ``kvm_run``.
     :param fmt: :mod:`struct` format of the field: ``"<B"``, ``"<H"``, ``"<I"`` or ``"<Q"``.
-    :param field: its C access path, for people (``"kvm_run.tdx.ret"``).
+    :param field: its C access path (``"kvm_run.tdx.get_quote.ret"``); an array
+        element is written ``name[i]`` (``"kvm_run.riscv_sbi.ret[0]"``).
 
-    The registry checks that the field lies inside the ABI's exit union.
+    The registry checks that the field is a member of the ABI's layout at that
+    offset and size, inside the exit union.
 
     .. versionadded:: 0.1
     """
@@ -119,11 +214,14 @@ class ExitDecoder:
     :param name: the exit's name as the header spells it, with the sub-call
         (``"KVM_EXIT_TDX/GET_QUOTE"``).
     :param reason: ``kvm_run.exit_reason``.
-    :param discriminator: the sub-call number, None for an exit without one.
+    :param discriminator: the sub-call number, a tuple for a compound key (see
+        :class:`Discriminator`), None for an exit without one.
     :param vendor: ``"snp"``, ``"tdx"``, or ``"kvm"`` for a vendor-neutral exit.
     :param request_type: the neutral request class :attr:`decode` returns.
     :param decode: ``decode(run) -> request``; one ``unpack_from`` on ``run``.
-        Must not raise for any bytes.
+        Must not raise for any bytes. Returning ``Unsupported(reason)``
+        declines the exit: it goes back to the VMM untouched
+        (:attr:`~coco_core.requests.NotHandled.DECLINED`), not to a handler.
     :param write: puts the completion into the exit union; None for exits
         without a completion (termination).
     :param error_space: the space completion values come from.
@@ -133,11 +231,17 @@ class ExitDecoder:
     :param status_field: where a plain status lands, if ``write`` writes that
         one field and nothing else for a :class:`CoCoStatus`; the dispatcher
         then writes it without calling ``write`` (see :class:`StatusField`).
+    :param writes: the C access paths of every field a completion may write
+        (``("kvm_run.snp_req_certs.ret", "kvm_run.snp_req_certs.npages")``);
+        None: the status field's alone, or nothing for an exit without a
+        ``write``. The registry checks each path against the layout, and the
+        conformance kit fails a completion that changes any other byte
+        (``.. versionadded:: 0.2``).
     """
 
     name: str
     reason: int
-    discriminator: int | None
+    discriminator: SubCall | None
     vendor: str
     request_type: type[NeutralRequest]
     decode: Callable[[memoryview], NeutralRequest]
@@ -146,11 +250,24 @@ class ExitDecoder:
     default_status: CoCoStatus | None = CoCoStatus.UNSUPPORTED
     fallback: bool = False
     status_field: StatusField | None = None
+    writes: tuple[str, ...] | None = None
 
     @property
-    def key(self) -> tuple[int, int | None]:
+    def key(self) -> tuple[int, SubCall | None]:
         """The dispatch key: ``(reason, discriminator)``."""
         return (self.reason, self.discriminator)
+
+    @property
+    def write_set(self) -> tuple[str, ...]:
+        """The fields a completion may write: :attr:`writes`, or what it is derived from.
+
+        .. versionadded:: 0.2
+        """
+        if self.writes is not None:
+            return self.writes
+        if self.write is None or self.status_field is None:
+            return ()
+        return (self.status_field.field,)
 
 
 @attrs.frozen(kw_only=True)
@@ -224,6 +341,11 @@ class AbiPart:
     :param order: sort key for listings (kernel version or patch date).
     :param frame: the run structure this ABI's exits live in; the core's
         generic part declares it for every released kernel.
+    :param renumbers: why this ABI gives exit numbers other meanings than
+        another ABI does (a proposal posted before its numbers were allocated);
+        empty for an ABI whose numbers agree with every other's. The registry
+        rejects a number or an exit name that means something else in another
+        ABI unless one of the two says it renumbers (``.. versionadded:: 0.2``).
     """
 
     abi: str
@@ -239,6 +361,7 @@ class AbiPart:
     notes: tuple[str, ...] = ()
     order: str = ""
     frame: RunFrame | None = None
+    renumbers: str = ""
 
 
 @attrs.frozen
@@ -312,6 +435,14 @@ class Abi:
     def notes(self) -> tuple[str, ...]:
         """Every part's notes."""
         return tuple(n for p in self.parts for n in p.notes)
+
+    @property
+    def renumbers(self) -> str:
+        """Why the ABI renumbers exits (its parts' reasons), or empty.
+
+        .. versionadded:: 0.2
+        """
+        return "; ".join(p.renumbers for p in self.parts if p.renumbers)
 
     @property
     def frame(self) -> RunFrame | None:

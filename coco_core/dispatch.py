@@ -4,19 +4,24 @@
 One table, built once from the registry for one vendor under one ABI, maps
 an exit reason to its exit (:class:`_Exit`: decoder, the VMM's handler,
 completion), or, for an exit with sub-calls, to the exits of its sub-call
-numbers (:class:`_SubCalls`). Per exit the work is: read ``exit_reason``, one
-dict lookup (two with a sub-call number), one ``unpack_from`` in the plugin's
-decoder, one handler call, one completion write (:mod:`coco_core.completion`).
-:meth:`Dispatcher.on` and the :attr:`Dispatcher.tracer` change what the
-table's exits call, never the table.
+keys (:class:`_SubCalls`). A key is the tuple one ``unpack_from`` reads at the
+exit's :class:`~coco_core.abi.Discriminator`: ``(nr,)`` for TDX, ``(extension
+id, function id)`` for RISC-V SBI. Per exit the work is: read
+``exit_reason``, one dict lookup (two with a sub-call key), one
+``unpack_from`` in the plugin's decoder, one handler call, one completion
+write (:mod:`coco_core.completion`). :meth:`Dispatcher.on` and the
+:attr:`Dispatcher.tracer` change what the table's exits call, never the table.
 
 The dispatcher never raises for guest-controlled input. A handler that raises
 or returns something that is not an answer, and a decoder that fails, are
 logged and the exit is completed with the vendor's generic error (``ERROR``);
 the VMM keeps running. A tracer that raises is logged and the exit stays
-completed. Exits no plugin claims, and exits a decoder declines (its decode
-returns :class:`~coco_core.requests.Unsupported`), come back to the VMM as
-:class:`~coco_core.requests.Unsupported`, untouched.
+completed. Three kinds of exit come back to the VMM untouched, as
+:class:`~coco_core.requests.Unsupported` saying which
+(:class:`~coco_core.requests.NotHandled`): exits no plugin claims
+(``UNCLAIMED``), exits a decoder claims whose request has no handler and no
+default answer (``NO_HANDLER``), and exits a decoder declines, its decode
+returning :class:`~coco_core.requests.Unsupported` (``DECLINED``).
 """
 
 from __future__ import annotations
@@ -26,13 +31,13 @@ import struct
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from coco_core.abi import Discriminator, ExitDecoder, RunFrame
+from coco_core.abi import Discriminator, ExitDecoder, RunFrame, SubCall
 from coco_core.completion import Completion, Result
-from coco_core.errors import ConfigurationError
+from coco_core.errors import ConfigurationError, DecodeError
 from coco_core.exits import CoCoExit
 from coco_core.kernels import DEFAULT_ABI
 from coco_core.registry import Registry
-from coco_core.requests import NeutralRequest, Unsupported
+from coco_core.requests import NeutralRequest, NotHandled, Unsupported
 from coco_core.status import CoCoStatus
 
 __all__ = ["Dispatcher", "Handler", "Result", "Tracer"]
@@ -90,11 +95,11 @@ class _Exit:
             )
             return self.completion.fail(run, Unsupported(self.reason))
         if type(request) is Unsupported:  # the decoder declined this exit
-            return request
+            return self.dispatcher._hand_back(run, self.reason, NotHandled.DECLINED, self, request)
         handler = self.handler
         if handler is None:
             if self.default is None:
-                return self.dispatcher._unclaimed(run, self.reason)
+                return self.dispatcher._hand_back(run, self.reason, NotHandled.NO_HANDLER, self)
             result: object = self.default
         else:
             try:
@@ -109,27 +114,29 @@ class _Exit:
 
 
 class _SubCalls:
-    """The exits of one exit reason that carries a sub-call number (TDX ``nr``...)."""
+    """The exits of one exit reason that carries a sub-call key (TDX ``nr``, SBI ids...)."""
 
-    __slots__ = ("at", "dispatcher", "exits", "fallback", "read", "reason")
+    __slots__ = ("at", "dispatcher", "exits", "fallback", "read", "reason", "where")
 
     def __init__(self, dispatcher: Dispatcher, reason: int, where: Discriminator) -> None:
         self.dispatcher = dispatcher
         self.reason = reason
+        self.where = where
         self.read = where.reader.unpack_from
         self.at = where.offset
-        #: sub-call number -> its exit
-        self.exits: dict[int, _Exit] = {}
-        #: the exit of the decoder for numbers nobody else claims
+        #: sub-call key, the tuple ``read`` returns -> its exit
+        self.exits: dict[tuple[int, ...], _Exit] = {}
+        #: the exit of the decoder for keys nobody else claims
         self.fallback: _Exit | None = None
 
-    def number(self, run: memoryview | bytearray) -> int:
-        """The sub-call number in ``run``."""
-        return int(self.read(run, self.at)[0])
+    def number(self, run: memoryview | bytearray) -> SubCall:
+        """The sub-call in ``run``: the number, or the tuple of a compound key."""
+        key: tuple[int, ...] = self.read(run, self.at)
+        return key if self.where.compound else key[0]
 
     def find(self, run: memoryview | bytearray) -> _Exit | None:
-        """The exit of the sub-call number in ``run`` (the fallback's if none claims it)."""
-        return self.exits.get(self.read(run, self.at)[0], self.fallback)
+        """The exit of the sub-call key in ``run`` (the fallback's if none claims it)."""
+        return self.exits.get(self.read(run, self.at), self.fallback)
 
 
 class Dispatcher:
@@ -187,7 +194,10 @@ class Dispatcher:
                 sub.fallback = ex
             else:
                 assert disc is not None
-                sub.exits[int(disc)] = ex
+                try:
+                    sub.exits[where.key(disc)] = ex
+                except ValueError as exc:
+                    raise ConfigurationError(f"{dec.name}: {exc}") from None
         self.tracer = tracer
 
     @property
@@ -238,26 +248,52 @@ class Dispatcher:
         :param context: passed to the handler as its second argument (a vCPU).
         :returns: the handler's result (``ERROR`` if it was not a valid answer),
             the default status used when the VMM registered no handler, or
-            :class:`Unsupported` (untouched) for an exit no plugin claims.
+            :class:`Unsupported` (untouched) saying why it was not handled.
+        :raises DecodeError: ``run`` is too short for what the exit reads or writes.
         """
-        reason = _read_reason(run, self._reason_at)[0]
-        entry = self._entry(reason)
-        if type(entry) is _SubCalls:  # the second lookup, by sub-call number
-            entry = entry.exits.get(entry.read(run, entry.at)[0], entry.fallback)
-        if entry is None:
-            return self._unclaimed(run, reason)
-        return entry.handle(run, context)  # type: ignore[union-attr]  # an _Exit now
+        try:  # free until it raises: the length is checked only on the way out
+            reason = _read_reason(run, self._reason_at)[0]
+            entry = self._entry(reason)
+            if type(entry) is _SubCalls:  # the second lookup, by the sub-call key tuple
+                entry = entry.exits.get(entry.read(run, entry.at), entry.fallback)
+            if entry is None:
+                return self._hand_back(run, reason, NotHandled.UNCLAIMED)
+            return entry.handle(run, context)  # type: ignore[union-attr]  # an _Exit now
+        except struct.error:
+            raise self._short(run) from None
 
     # -- the rest -------------------------------------------------------------------
 
-    def _sub_of(self, run: memoryview | bytearray, reason: int) -> int | None:
+    def _short(self, run: memoryview | bytearray) -> DecodeError:
+        frame = self._frame
+        return DecodeError(
+            f"run: a buffer of {len(run)} bytes; {frame.name} is {frame.size} bytes "
+            "(pass the vCPU's whole kvm_run mapping)"
+        )
+
+    def _sub_of(self, run: memoryview | bytearray, reason: int) -> SubCall | None:
         entry = self._table.get(reason)
         return entry.number(run) if isinstance(entry, _SubCalls) else None
 
-    def _unclaimed(self, run: memoryview | bytearray, reason: int) -> Unsupported:
+    def _hand_back(
+        self,
+        run: memoryview | bytearray,
+        reason: int,
+        why: NotHandled,
+        ex: _Exit | None = None,
+        declined: Unsupported | None = None,
+    ) -> Unsupported:
+        """The exit in ``run``, untouched, as an :class:`Unsupported` that says why."""
         frame = self._frame
         raw = bytes(run[frame.union_offset : frame.union_offset + frame.union_size])
-        return Unsupported(reason, self._sub_of(run, reason), raw)
+        return Unsupported(
+            reason,
+            self._sub_of(run, reason),
+            raw,
+            why,
+            None if ex is None else ex.name,
+            "" if declined is None else declined.detail,
+        )
 
     def _trace(
         self, ex: _Exit, run: memoryview | bytearray, request: NeutralRequest, result: Result
@@ -289,13 +325,29 @@ class Dispatcher:
         entry = self._table.get(_read_reason(run, self._reason_at)[0])
         return entry.find(run) if isinstance(entry, _SubCalls) else entry
 
+    def decoder_for(self, run: memoryview | bytearray) -> ExitDecoder | None:
+        """The decoder :meth:`dispatch` would use for ``run``, or None if none claims it.
+
+        .. versionadded:: 0.2
+        """
+        ex = self._find(run)
+        return None if ex is None else ex.decoder
+
     def decode(self, run: memoryview | bytearray) -> CoCoExit:
-        """Decode without handling, for a VMM that answers by hand with ``ev.complete()``."""
+        """Decode without handling, for a VMM that answers by hand with ``ev.complete()``.
+
+        :raises DecodeError: ``run`` is shorter than the run structure.
+        """
+        if len(run) < self._frame.size:
+            raise self._short(run)
         ex = self._find(run)
         view = run if isinstance(run, memoryview) else memoryview(run)
         if ex is None:
             reason = _read_reason(run, self._reason_at)[0]
-            req = self._unclaimed(view, reason)
+            req = self._hand_back(view, reason, NotHandled.UNCLAIMED)
             return CoCoExit(self.vendor, self.abi, f"exit {reason}", reason, req, view)
         request = ex.decode(view)
+        if type(request) is Unsupported:  # declined: nothing to complete
+            request = self._hand_back(view, ex.reason, NotHandled.DECLINED, ex, request)
+            return CoCoExit(self.vendor, self.abi, ex.name, ex.reason, request, view)
         return CoCoExit(self.vendor, self.abi, ex.name, ex.reason, request, view, ex.completion)

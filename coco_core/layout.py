@@ -7,21 +7,26 @@ Two shapes share one model:
   :func:`c_field` into a *flat* struct: a frozen value with ``from_buffer`` and
   ``pack_into`` built on one precompiled :class:`struct.Struct`. This is what the
   hot path decodes. At import the decorator checks every declared offset and the
-  size against the x86-64 C ABI (natural alignment) and against a ``ctypes``
+  size against the layout's C ABI (natural alignment) and against a ``ctypes``
   oracle, and raises :class:`~coco_core.errors.LayoutError` naming the field and
   both offsets on a mismatch.
 * :class:`Layout` is the tree a reviewer reads: structs and unions, nested and
   anonymous members, arrays. Any flat struct has one (``Cls.c_layout()``), and
   larger trees such as ``struct kvm_run`` are built from them with
   :func:`struct_of` and :func:`union_of`, which place members as a C compiler
-  for x86-64 does. A layout flattens to ``{access path: (offset, size)}`` and
-  renders as JSON; the reviewers' renderers (C, Markdown) are
-  :mod:`coco_core.review.render`.
+  does. A layout flattens to ``{access path: (offset, size)}``, finds one path
+  (an array element too: :meth:`Layout.locate`) and renders as JSON; the
+  reviewers' renderers (C, Markdown) are :mod:`coco_core.review.render`.
+
+Every layout is declared under a C ABI (:mod:`coco_core.cabi`): :data:`X86_64`
+by default, :data:`LP64_LE` for a RISC-V or arm64 TEE (``c_abi=LP64_LE``). The
+two give the same offsets; they differ in what plain ``char`` means.
 """
 
 from __future__ import annotations
 
 import ctypes
+import re
 import struct
 import typing
 from collections.abc import Callable, Iterator, Sequence
@@ -29,13 +34,33 @@ from typing import Any, ClassVar, Literal, Self
 
 import attrs
 
-from coco_core.errors import LayoutError
+from coco_core.cabi import (
+    C_SCALARS,
+    C_SYNONYMS,
+    CHAR,
+    LP64_LE,
+    S8,
+    S16,
+    S32,
+    S64,
+    U8,
+    U16,
+    U32,
+    U64,
+    X86_64,
+    CAbi,
+    CType,
+    c_scalar,
+    scalar,
+)
+from coco_core.errors import DecodeError, LayoutError
 
 __all__ = [
     "CHAR",
     "C_FIELD",
     "C_SCALARS",
     "C_SYNONYMS",
+    "LP64_LE",
     "S8",
     "S16",
     "S32",
@@ -44,6 +69,8 @@ __all__ = [
     "U16",
     "U32",
     "U64",
+    "X86_64",
+    "CAbi",
     "CField",
     "CStruct",
     "CType",
@@ -61,117 +88,6 @@ __all__ = [
 
 #: attrs metadata key under which :func:`c_field` stores its :class:`CField`.
 C_FIELD = "coco_core.c_field"
-
-
-@attrs.frozen
-class CType:
-    """A C scalar type as the x86-64 SysV ABI lays it out."""
-
-    name: str
-    size: int
-    code: str  #: :mod:`struct` format character
-    ctype: Any = attrs.field(eq=False, repr=False)  #: ctypes oracle type
-
-    @property
-    def align(self) -> int:
-        """Natural alignment, equal to the size for every scalar here."""
-        return self.size
-
-    @property
-    def is_byte(self) -> bool:
-        """True for ``__u8`` and ``char``: arrays of them decode as ``bytes``."""
-        return self.ctype in (ctypes.c_uint8, ctypes.c_char)
-
-
-# include/uapi/asm-generic/int-ll64.h (Linux 7.2): __u8 .. __s64 are the
-# fixed-width types every kvm_run member uses.
-U8 = CType("__u8", 1, "B", ctypes.c_uint8)
-U16 = CType("__u16", 2, "H", ctypes.c_uint16)
-U32 = CType("__u32", 4, "I", ctypes.c_uint32)
-U64 = CType("__u64", 8, "Q", ctypes.c_uint64)
-S8 = CType("__s8", 1, "b", ctypes.c_int8)
-S16 = CType("__s16", 2, "h", ctypes.c_int16)
-S32 = CType("__s32", 4, "i", ctypes.c_int32)
-S64 = CType("__s64", 8, "q", ctypes.c_int64)
-#: ``char`` is signed on x86-64 (System V psABI, 3.1.2; unsigned on arm64 and RISC-V).
-CHAR = CType("char", 1, "b", ctypes.c_char)
-
-#: The types a struct mirror may declare its members with.
-_SCALARS = {t.name: t for t in (U8, U16, U32, U64, S32, S64, CHAR)}
-
-
-def _lp64(name: str, like: CType) -> CType:
-    return CType(name, like.size, like.code, like.ctype)
-
-
-_BOOL = CType("_Bool", 1, "?", ctypes.c_bool)
-
-#: Every scalar C spelling a header or a patch may use, as x86-64 (LP64) lays it
-#: out: the fixed-width uapi types (the same objects as :data:`U8` ...), their
-#: ``__le``/``__be``/``__aligned`` variants (stored as the unsigned type), the
-#: kernel-internal and ``<stdint.h>`` names, and the C base types.
-C_SCALARS: dict[str, CType] = {
-    **{t.name: t for t in (U8, U16, U32, U64, S8, S16, S32, S64, CHAR)},
-    **{n: _lp64(n, U16) for n in ("__le16", "__be16", "u16", "uint16_t", "unsigned short")},
-    **{n: _lp64(n, U32) for n in ("__le32", "__be32", "u32", "uint32_t", "unsigned int")},
-    **{
-        n: _lp64(n, U64)
-        for n in (
-            "__le64",
-            "__be64",
-            "__aligned_u64",
-            "__aligned_le64",
-            "__aligned_be64",
-            "u64",
-            "uint64_t",
-            "unsigned long",
-            "unsigned long long",
-        )
-    },
-    **{n: _lp64(n, U8) for n in ("u8", "uint8_t", "unsigned char")},
-    **{n: _lp64(n, S8) for n in ("s8", "int8_t", "signed char")},
-    **{n: _lp64(n, S16) for n in ("s16", "int16_t", "short")},
-    **{n: _lp64(n, S32) for n in ("s32", "int32_t", "int")},
-    **{n: _lp64(n, S64) for n in ("s64", "int64_t", "long", "long long")},
-    "_Bool": _BOOL,
-    "bool": _lp64("bool", _BOOL),
-}
-
-#: Spellings that mean the same type (``unsigned`` alone, ``long int``...).
-C_SYNONYMS = {
-    "unsigned": "unsigned int",
-    "signed": "int",
-    "signed int": "int",
-    "short int": "short",
-    "signed short": "short",
-    "unsigned short int": "unsigned short",
-    "long int": "long",
-    "signed long": "long",
-    "unsigned long int": "unsigned long",
-    "long long int": "long long",
-    "signed long long": "long long",
-    "unsigned long long int": "unsigned long long",
-}
-
-
-def scalar(name: str) -> CType:
-    """The fixed-width type spelled ``name`` (``__u64``, ``char``...) a struct mirror may use."""
-    try:
-        return _SCALARS[name]
-    except KeyError:
-        known = ", ".join(sorted(_SCALARS))
-        raise LayoutError(f"unknown C type {name!r}; expected one of {known}") from None
-
-
-def c_scalar(name: str) -> CType:
-    """Any scalar C type name a header may use (``__u64``, ``unsigned int``, ``__be32``...).
-
-    :raises LayoutError: the name is not a scalar coco knows.
-    """
-    t = C_SCALARS.get(C_SYNONYMS.get(name, name))
-    if t is None:
-        raise LayoutError(f"unknown C type {name!r}")
-    return t
 
 
 @attrs.frozen
@@ -207,7 +123,7 @@ class Layout:
     """A C struct or union: its members with their offsets, size and alignment.
 
     Build one with :func:`struct_of` / :func:`union_of` (which compute offsets
-    the way gcc does for x86-64) or get it from a :func:`c_struct` class.
+    the way gcc does for the layout's C ABI) or get it from a :func:`c_struct` class.
     """
 
     name: str  #: "struct kvm_run", "union" for an anonymous union, ...
@@ -217,6 +133,8 @@ class Layout:
     align: int
     packed: bool = False
     source: str = ""  #: header path and kernel version, or the patch it comes from
+    #: the C ABI the layout was declared under (.. versionadded:: 0.2)
+    c_abi: CAbi = X86_64
 
     @property
     def anonymous(self) -> bool:
@@ -269,6 +187,56 @@ class Layout:
         """``{path: (offset, size)}`` for :meth:`flatten`'s leaves."""
         return {p: (o, s) for p, o, s, _ in self.flatten(prefix)}
 
+    def locate(self, path: str, prefix: str) -> tuple[int, int, CType | None]:
+        """``(offset, size, scalar type)`` of one access path, as C writes it.
+
+        ``path`` starts with ``prefix`` (``"kvm_run.riscv_sbi.ret[0]"`` with
+        prefix ``"kvm_run"``); a ``[i]`` after an array member names element
+        ``i``. The type is None for a struct, union or whole array.
+
+        :raises KeyError: no such member, or an index outside the array (the
+            message names the path and what was found).
+
+        .. versionadded:: 0.2
+        """
+        head, _, rest = path.partition(".")
+        if head != prefix:
+            raise KeyError(f"{path}: does not start with {prefix!r}")
+        offset, lay = 0, self
+        parts = rest.split(".") if rest else []
+        for i, part in enumerate(parts):
+            m = _ELEMENT.fullmatch(part)
+            if m is None:
+                raise KeyError(f"{path}: {part!r} is not a member name or name[index]")
+            name, index = m.group(1), m.group(2)
+            try:
+                member = lay.member(name)
+            except KeyError:
+                raise KeyError(f"{path}: {lay.name} has no member {name!r}") from None
+            offset += member.offset
+            last = i == len(parts) - 1
+            if index is not None:
+                if member.count is None:
+                    raise KeyError(f"{path}: {name} is not an array")
+                if not 0 <= int(index) < member.count:
+                    raise KeyError(f"{path}: index {index} outside {name}[{member.count}]")
+                offset += int(index) * member.type.size
+                if isinstance(member.type, CType):
+                    if not last:
+                        raise KeyError(f"{path}: {name}[{index}] is a scalar")
+                    return offset, member.type.size, member.type
+                lay = member.type
+                continue
+            if last:
+                one = (
+                    member.type if isinstance(member.type, CType) and member.count is None else None
+                )
+                return offset, member.size, one
+            if not isinstance(member.type, Layout) or member.count is not None:
+                raise KeyError(f"{path}: {name} has no members")
+            lay = member.type
+        return offset, lay.size, None
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description (members nested as in C)."""
         members: list[dict[str, Any]] = []
@@ -292,6 +260,8 @@ class Layout:
         }
 
 
+_ELEMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?")
+
 MemberSpec = tuple[str | None, "CType | Layout"] | tuple[str | None, "CType | Layout", int]
 """One member for :func:`struct_of`: (name, type) or (name, type, array length)."""
 
@@ -301,14 +271,24 @@ def _round_up(n: int, align: int) -> int:
 
 
 def struct_of(
-    name: str, members: Sequence[MemberSpec], *, packed: bool = False, source: str = ""
+    name: str,
+    members: Sequence[MemberSpec],
+    *,
+    packed: bool = False,
+    source: str = "",
+    c_abi: CAbi = X86_64,
 ) -> Layout:
-    """Lay out a struct the way gcc does on x86-64 (or packed, with no padding)."""
+    """Lay out a struct the way gcc does under ``c_abi`` (or packed, with no padding).
+
+    Plain ``char`` members get ``c_abi``'s ``char`` (:meth:`CAbi.resolve`).
+    """
     placed: list[Member] = []
     pos = 0
     align = 1
     for spec in members:
         mname, mtype = spec[0], spec[1]
+        if isinstance(mtype, CType):
+            mtype = c_abi.resolve(mtype)
         count = spec[2] if len(spec) == 3 else None
         a = 1 if packed else mtype.align
         pos = _round_up(pos, a)
@@ -316,15 +296,26 @@ def struct_of(
         placed.append(member)
         pos += member.size
         align = max(align, a)
-    return Layout(name, "struct", tuple(placed), _round_up(pos, align), align, packed, source)
+    size = _round_up(pos, align)
+    return Layout(name, "struct", tuple(placed), size, align, packed, source, c_abi)
 
 
-def union_of(name: str, members: Sequence[MemberSpec], *, source: str = "") -> Layout:
+def union_of(
+    name: str, members: Sequence[MemberSpec], *, source: str = "", c_abi: CAbi = X86_64
+) -> Layout:
     """Lay out a union: every member at offset 0, size rounded to the widest alignment."""
-    placed = [Member(spec[0], 0, spec[1], spec[2] if len(spec) == 3 else None) for spec in members]
+    placed = [
+        Member(
+            spec[0],
+            0,
+            c_abi.resolve(spec[1]) if isinstance(spec[1], CType) else spec[1],
+            spec[2] if len(spec) == 3 else None,
+        )
+        for spec in members
+    ]
     align = max((m.type.align for m in placed), default=1)
     size = _round_up(max((m.size for m in placed), default=0), align)
-    return Layout(name, "union", tuple(placed), size, align, False, source)
+    return Layout(name, "union", tuple(placed), size, align, False, source, c_abi)
 
 
 # -- flat structs for the hot path ---------------------------------------------------
@@ -392,8 +383,17 @@ class CStruct:
 
     @classmethod
     def from_buffer(cls, buf: bytes | bytearray | memoryview, offset: int = 0) -> Self:
-        """Decode from ``buf`` at ``offset`` with the precompiled struct (no copy)."""
-        values = cls._c_struct.unpack_from(buf, offset)
+        """Decode from ``buf`` at ``offset`` with the precompiled struct (no copy).
+
+        :raises DecodeError: ``buf`` holds fewer than ``offset + sizeof`` bytes.
+        """
+        try:
+            values = cls._c_struct.unpack_from(buf, offset)
+        except struct.error:
+            raise DecodeError(
+                f"{cls.__name__}.from_buffer: buf has {len(buf)} bytes; "
+                f"{cls._c_layout.name} needs {cls._c_struct.size} from offset {offset}"
+            ) from None
         if cls._c_shape is None:
             return cls(*values)
         return cls(*_group(values, cls._c_shape))
@@ -437,14 +437,16 @@ _T = typing.TypeVar("_T", bound=type)
 
 @typing.dataclass_transform(frozen_default=True, field_specifiers=(c_field, attrs.field))
 def c_struct(
-    cname: str, *, size: int, packed: bool = False, source: str = ""
+    cname: str, *, size: int, packed: bool = False, source: str = "", c_abi: CAbi = X86_64
 ) -> Callable[[_T], _T]:
-    """Make a class a frozen C struct mirror; check it against the C ABI at import.
+    """Make a class a frozen C struct mirror; check it against its C ABI at import.
 
     :param cname: the C spelling, ``"struct kvm_exit_snp_req_certs"``.
     :param size: ``sizeof`` as the header's comments or a compiler state it.
     :param packed: the struct is ``__attribute__((packed))``.
     :param source: header path and kernel version, or the patch it comes from.
+    :param c_abi: the C ABI it is laid out under (:data:`X86_64`, :data:`LP64_LE`);
+        ``.. versionadded:: 0.2``.
     :raises LayoutError: a declared offset or the size disagrees with the ABI.
     """
 
@@ -456,22 +458,26 @@ def c_struct(
         missing = [n for n, spec in fields if spec is None]
         if missing:
             raise LayoutError(f"{cname}: fields {missing} are not declared with c_field()")
-        specs: list[tuple[str, CField]] = [(n, s) for n, s in fields if s is not None]
+        specs: list[tuple[str, CField]] = [
+            (n, attrs.evolve(s, ctype=c_abi.resolve(s.ctype))) for n, s in fields if s is not None
+        ]
         layout = struct_of(
             cname,
             [(n, s.ctype) if s.count is None else (n, s.ctype, s.count) for n, s in specs],
             packed=packed,
             source=source,
+            c_abi=c_abi,
         )
         for (fname, spec), member in zip(specs, layout.members, strict=True):
             if spec.offset != member.offset:
                 raise LayoutError(
                     f"{cname}.{fname}: declared at offset {spec.offset:#x}, "
-                    f"but the x86-64 C ABI puts it at {member.offset:#x}"
+                    f"but the {c_abi.name} C ABI puts it at {member.offset:#x}"
                 )
         if layout.size != size:
             raise LayoutError(
-                f"{cname}: declared size {size:#x}, but the x86-64 C ABI gives {layout.size:#x}"
+                f"{cname}: declared size {size:#x}, but the {c_abi.name} C ABI gives "
+                f"{layout.size:#x}"
             )
         fmt = ["<"]
         pos = 0

@@ -15,8 +15,11 @@ What is here, by what it is for:
 * the hook: :data:`hookimpl`, :class:`Registrar`;
 * layouts that read like the C header: :func:`c_struct`, :func:`c_field`,
   :func:`struct_of`, :func:`union_of`, the scalar types (:data:`U8` ..
-  :data:`U64`), :class:`CStruct`, :class:`Layout`;
-* ABIs: :class:`AbiPart`, :class:`ExitDecoder`, :class:`Discriminator`,
+  :data:`U64`, :func:`c_scalar`), :class:`CStruct`, :class:`Layout`, and the C
+  ABI they are laid out under (:class:`CAbi`: :data:`X86_64`, :data:`LP64_LE`
+  for RISC-V and arm64);
+* ABIs: :class:`AbiPart`, :class:`ExitDecoder`, :class:`Discriminator` (one
+  number or a compound :data:`SubCall` key),
   :class:`StatusField`, :class:`CompletionDuty`, the run structure
   (:data:`KVM_RUN_FRAME`, :func:`run_offset` and the offsets of ``struct
   kvm_run``), the released kernels (:mod:`kernels <coco_core.kernels>`), and
@@ -25,9 +28,12 @@ What is here, by what it is for:
   ``KVM_HC_MAP_GPA_RANGE`` decoder and its errno spaces);
 * error spaces: :class:`ErrorSpace`, :class:`Landing`, :class:`UnknownCode`,
   :class:`Errno`;
-* requests and answers: the neutral requests, :class:`CoCoStatus`,
-  :class:`Outcome`;
-* the kernel model: :class:`ModelPart`, :class:`GuestCall`, :class:`GuestCpu`,
+* requests and answers: the neutral requests, :class:`Unsupported` and
+  :class:`NotHandled` (what a decoder returns to decline an exit),
+  :class:`CoCoStatus`, :class:`Outcome`;
+* the kernel model: :class:`ModelPart`, :class:`GuestCall`, :class:`CallExample`,
+  :class:`GuestCpu` (register names: :data:`X86_64_REGISTERS`,
+  :data:`RISCV_REGISTERS`),
   :class:`GuestView`, :class:`ExitImage`, :class:`KernelContext`,
   :class:`GuestMemoryLike`, :class:`KvmRunRejected`, the exit writer
   :func:`write_exit`, KVM's PV hypercall path (:func:`pv_hypercall`,
@@ -51,8 +57,10 @@ from coco_core.abi import (
     ExitDecoder,
     RunFrame,
     StatusField,
+    SubCall,
     WriteBack,
 )
+from coco_core.cabi import LP64_LE, X86_64, CAbi, c_scalar
 from coco_core.emulated.ports import DOORBELL_TDVMCALL_PORT, DOORBELL_VMGEXIT_PORT
 from coco_core.errors import (
     CoCoError,
@@ -112,6 +120,9 @@ from coco_core.layout import (
     union_of,
 )
 from coco_core.model.base import (
+    RISCV_REGISTERS,
+    X86_64_REGISTERS,
+    CallExample,
     ExitImage,
     GuestCall,
     GuestCpu,
@@ -129,6 +140,7 @@ from coco_core.requests import (
     MemoryFault,
     MsrAccess,
     NeutralRequest,
+    NotHandled,
     PortIo,
     QuoteRequest,
     TdvmcallInfoQuery,
@@ -153,9 +165,11 @@ __all__ = [
     "KVM_EXIT_HYPERCALL_LONG_MODE",
     "KVM_RUN_FRAME",
     "KVM_RUN_SIZE",
+    "LP64_LE",
     "MAP_GPA_RANGE_ERRNO",
     "MAP_GPA_RANGE_LEGACY",
     "PV_HYPERCALL_ERRORS",
+    "RISCV_REGISTERS",
     "S32",
     "S64",
     "SYSTEM_EVENT_TYPE",
@@ -163,10 +177,14 @@ __all__ = [
     "U16",
     "U32",
     "U64",
+    "X86_64",
+    "X86_64_REGISTERS",
     "Abi",
     "AbiPart",
+    "CAbi",
     "CStruct",
     "CType",
+    "CallExample",
     "CertificateRequest",
     "CoCoError",
     "CoCoStatus",
@@ -200,6 +218,7 @@ __all__ = [
     "ModelPart",
     "MsrAccess",
     "NeutralRequest",
+    "NotHandled",
     "Outcome",
     "PortIo",
     "QuoteRequest",
@@ -208,6 +227,7 @@ __all__ = [
     "RouteFn",
     "RunFrame",
     "StatusField",
+    "SubCall",
     "SystemEventType",
     "TdvmcallInfoQuery",
     "Termination",
@@ -216,6 +236,7 @@ __all__ = [
     "VendorSpecific",
     "WriteBack",
     "c_field",
+    "c_scalar",
     "c_struct",
     "generic_union_members",
     "hookimpl",

@@ -13,17 +13,18 @@ Discovery is explicit::
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from coco_core._manager import LoadedPlugin, PluginFailure, PluginManager
-from coco_core.abi import Abi, AbiPart, ExitDecoder
+from coco_core.abi import Abi, AbiPart, ExitDecoder, RunFrame, SubCall
 from coco_core.errors import ConfigurationError, RegistrationError
 from coco_core.errorspace import ErrorSpace
 from coco_core.kernels import DEFAULT_ABI
+from coco_core.layout import Layout
 
 if TYPE_CHECKING:
     from coco_core.model.base import ModelPart
@@ -273,7 +274,7 @@ class Registry:
         for name, plist in by_name.items():
             exit_owner: dict[str, tuple[str, int]] = {}
             num_owner: dict[int, tuple[str, str]] = {}
-            claims: dict[tuple[str, int, int | None], tuple[str, ExitDecoder]] = {}
+            claims: dict[tuple[str, int, SubCall | None], tuple[str, ExitDecoder]] = {}
             for plugin, part in plist:
                 for ename, num in part.exits.items():
                     prior = exit_owner.get(ename)
@@ -304,7 +305,10 @@ class Registry:
                         claims[key] = (plugin, dec)
             abi = Abi(name, tuple(p for _, p in plist))
             _check_frame(abi, plist)
+            _check_members(abi, plist)
+            _check_paths(abi, plist)
             abis[name] = abi
+        _check_numbering(abis, by_name)
         return dict(sorted(abis.items(), key=lambda kv: (kv[1].order, kv[0])))
 
     # -- queries ---------------------------------------------------------------------
@@ -331,12 +335,12 @@ class Registry:
             known = ", ".join(sorted(self.spaces)) or "none"
             raise ConfigurationError(f"unknown error space {space_id!r}; known: {known}") from None
 
-    def decoders_for(self, abi: str, vendor: str) -> dict[tuple[int, int | None], ExitDecoder]:
+    def decoders_for(self, abi: str, vendor: str) -> dict[tuple[int, SubCall | None], ExitDecoder]:
         """The dispatch table of ``vendor`` under ``abi``: its decoders plus ``kvm``'s.
 
         A vendor's own decoder wins over a generic one for the same key.
         """
-        table: dict[tuple[int, int | None], ExitDecoder] = {}
+        table: dict[tuple[int, SubCall | None], ExitDecoder] = {}
         decs = self.abi(abi).decoders
         for dec in decs:
             if dec.vendor == "kvm":
@@ -410,3 +414,142 @@ def _check_frame(abi: Abi, parts: list[tuple[str, AbiPart]]) -> None:
                     f"{field.field} at {field.offset}..{field.offset + field.size} is outside "
                     f"the exit union ({frame.union_offset}..{end})"
                 )
+
+
+def _owners(parts: list[tuple[str, AbiPart]]) -> str:
+    return ", ".join(sorted({f"{plugin!r}" for plugin, _ in parts}))
+
+
+def _check_members(abi: Abi, parts: list[tuple[str, AbiPart]]) -> None:
+    """A union member named like one of the frame's own is that member, unchanged."""
+    frame = abi.frame
+    assert frame is not None  # _check_frame ran first
+    generic = _generic_members(frame)
+    for plugin, part in parts:
+        if part.frame is not None and part.vendor == "kvm":
+            continue  # the frame's own part declares them
+        for member, lay in part.union_members.items():
+            if member in frame.generic_members and generic.get(member) != lay:
+                raise RegistrationError(
+                    f"ABI {abi.name!r}: plugin {plugin!r} declares union member {member!r}, "
+                    f"which is {frame.name}'s own ({member} is a generic exit's member); "
+                    "rename it, or reuse the generic layout (generic_union_members())"
+                )
+
+
+def _generic_members(frame: RunFrame) -> dict[str, Layout]:
+    """The frame's own union members, by name, as its ``build`` lays them out."""
+    for m in frame.build({}).members:
+        if m.name is None and m.offset == frame.union_offset and isinstance(m.type, Layout):
+            return {
+                x.name: x.type
+                for x in m.type.members
+                if x.name is not None and isinstance(x.type, Layout)
+            }
+    return {}
+
+
+def _check_paths(abi: Abi, parts: list[tuple[str, AbiPart]]) -> None:
+    """Every status field, discriminator and write set names a member of the ABI's layout."""
+    frame = abi.frame
+    assert frame is not None
+    lay = abi.kvm_run_layout()
+    end = frame.union_offset + frame.union_size
+    root = frame.name.removeprefix("struct ")
+
+    def where(path: str, what: str, plugin: str) -> tuple[int, int, bool]:
+        try:
+            off, size, one = lay.locate(path, root)
+        except KeyError as exc:
+            raise RegistrationError(
+                f"ABI {abi.name!r}, plugin {plugin!r}: {what} {path}: not a member of "
+                f"{frame.name} ({exc.args[0]})"
+            ) from None
+        if not frame.union_offset <= off <= end - size:
+            raise RegistrationError(
+                f"ABI {abi.name!r}, plugin {plugin!r}: {what} {path} at {off}..{off + size} "
+                f"is outside the exit union ({frame.union_offset}..{end})"
+            )
+        return off, size, one is not None
+
+    discs = abi.discriminators
+    for plugin, part in parts:
+        for disc in part.discriminators:
+            for path, (off, size) in zip(disc.fields, disc.positions, strict=True):
+                got = where(path, f"discriminator of exit {disc.reason}", plugin)
+                if got != (off, size, True):
+                    raise RegistrationError(
+                        f"ABI {abi.name!r}, plugin {plugin!r}: discriminator of exit "
+                        f"{disc.reason} reads {path} at {off} size {size} (format {disc.fmt!r}), "
+                        f"but the layout puts that scalar at {got[0]} size {got[1]}"
+                    )
+        for dec in part.decoders:
+            field = dec.status_field
+            if field is not None:
+                got = where(field.field, f"{dec.name}: status field", plugin)
+                if got != (field.offset, field.size, True):
+                    raise RegistrationError(
+                        f"ABI {abi.name!r}, plugin {plugin!r}: {dec.name}: status field "
+                        f"{field.field} declared at {field.offset} size {field.size}, but the "
+                        f"layout puts that scalar at {got[0]} size {got[1]}"
+                    )
+            for path in dec.writes or ():
+                where(path, f"{dec.name}: written field", plugin)
+            if dec.discriminator is None or dec.fallback:
+                continue
+            keyed = discs.get(dec.reason)
+            if keyed is None:
+                raise RegistrationError(
+                    f"ABI {abi.name!r}, plugin {plugin!r}: {dec.name} has sub-call "
+                    f"{dec.discriminator!r} but exit {dec.reason} has no registered Discriminator"
+                )
+            try:
+                keyed.key(dec.discriminator)
+            except ValueError as exc:
+                raise RegistrationError(
+                    f"ABI {abi.name!r}, plugin {plugin!r}: {dec.name}: {exc}"
+                ) from None
+
+
+def _check_numbering(abis: dict[str, Abi], parts: dict[str, list[tuple[str, AbiPart]]]) -> None:
+    """An exit number (or name) means one thing in every ABI, unless one of two renumbers."""
+    by_number: dict[int, dict[str, list[str]]] = {}
+    by_name: dict[str, dict[int, list[str]]] = {}
+    for name, abi in abis.items():
+        if abi.released and abi.renumbers:
+            raise RegistrationError(
+                f"ABI {name!r} (plugin {_owners(parts[name])}) is a released kernel but says it "
+                "renumbers exits: released numbers are allocated once"
+            )
+        for ename, num in abi.exits.items():
+            by_number.setdefault(num, {}).setdefault(ename, []).append(name)
+            by_name.setdefault(ename, {}).setdefault(num, []).append(name)
+
+    def clash(a: str, b: str, what: str) -> None:
+        either = abis[a].renumbers or abis[b].renumbers
+        if either and not (abis[a].released and abis[b].released):
+            return
+        raise RegistrationError(
+            f"{what}; reusing a number with another meaning is an error unless the ABI says it "
+            f"renumbers (AbiPart.renumbers='why'): plugin {_owners(parts[a])} for {a!r}, "
+            f"plugin {_owners(parts[b])} for {b!r}"
+        )
+
+    for num, names in sorted(by_number.items()):
+        for ea, a, eb, b in _disagreements(names):
+            clash(a, b, f"exit {num} is {ea} in ABI {a!r} but {eb} in ABI {b!r}")
+    for ename, nums in sorted(by_name.items()):
+        for na, a, nb, b in _disagreements(nums):
+            clash(a, b, f"{ename} is {na} in ABI {a!r} but {nb} in ABI {b!r}")
+
+
+def _disagreements(
+    meanings: dict[Any, list[str]],
+) -> Iterator[tuple[Any, str, Any, str]]:
+    """``(meaning, ABI, other meaning, other ABI)`` for every two ABIs that disagree."""
+    items = sorted(meanings.items())
+    for i, (ma, in_a) in enumerate(items):
+        for mb, in_b in items[i + 1 :]:
+            for a in in_a:
+                for b in in_b:
+                    yield ma, a, mb, b

@@ -13,6 +13,7 @@ the handler's job, and the shipped services do it before any use.
 
 from __future__ import annotations
 
+import enum
 from typing import ClassVar
 
 import attrs
@@ -24,6 +25,7 @@ __all__ = [
     "MemoryFault",
     "MsrAccess",
     "NeutralRequest",
+    "NotHandled",
     "PortIo",
     "QuoteRequest",
     "TdvmcallInfoQuery",
@@ -168,16 +170,45 @@ class VendorSpecific(NeutralRequest):
     fields: tuple[tuple[str, int], ...]
 
 
+class NotHandled(enum.Enum):
+    """Why an exit came back to the VMM untouched, as :attr:`Unsupported.why`.
+
+    .. versionadded:: 0.2
+    """
+
+    #: no decoder claims the exit (or its sub-call): no plugin knows it
+    UNCLAIMED = "unclaimed"
+    #: a decoder claims it, but the VMM registered no handler for its request
+    #: and the decoder has no default answer (``default_status=None``)
+    NO_HANDLER = "no_handler"
+    #: the decoder that claims the exit read it and declined it (its decode
+    #: returned :class:`Unsupported`): not one this plugin answers
+    DECLINED = "declined"
+
+
 @attrs.frozen
 class Unsupported(NeutralRequest):
-    """An exit no plugin claims (or a sub-call no plugin decodes), kept raw.
+    """An exit handed back to the VMM untouched, kept raw, with why.
+
+    A decoder declines an exit by returning ``Unsupported(reason)`` (a
+    ``detail`` is kept); the dispatcher hands the VMM a complete one.
 
     :param raw_reason: ``kvm_run.exit_reason``.
-    :param discriminator: the sub-call number if the exit has one (TDX ``nr``).
+    :param discriminator: the sub-call number if the exit has one (TDX ``nr``),
+        a tuple for a compound key (RISC-V SBI extension and function id).
     :param raw: a copy of the 256-byte exit union.
+    :param why: unclaimed, claimed without a handler, or declined
+        (``.. versionadded:: 0.2``).
+    :param claimed_by: the name of the decoder that claimed the exit, if any
+        (``.. versionadded:: 0.2``).
+    :param detail: the decoder's reason for declining, if it gave one
+        (``.. versionadded:: 0.2``).
     """
 
     kind: ClassVar[str] = "unsupported"
     raw_reason: int
-    discriminator: int | None = None
+    discriminator: int | tuple[int, ...] | None = None
     raw: bytes = b""
+    why: NotHandled = NotHandled.UNCLAIMED
+    claimed_by: str | None = None
+    detail: str = ""

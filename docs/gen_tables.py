@@ -13,6 +13,7 @@ Output, below ``--out`` (default ``docs/reference``):
 - ``abi/<abi>.md`` for every registered ABI (``linux-7.2.md``...),
 - ``abi/<vendor>.md`` for each shipped vendor (``snp.md``, ``tdx.md``): every ABI it
   contributes to, its part only,
+- ``abi/index.md``: the list of those pages (and the site's table of contents for them),
 - ``error-spaces.md``: every registered error space.
 """
 
@@ -170,10 +171,29 @@ def render_spaces(reg: Registry) -> str:
         "document, and back. *(fallback)* marks a status the space has no code for; it is "
         "written as the code of the status named in the space's fallbacks."
     )
-    out.append("")
+    out += ["", "## Spaces", ""]
     for sid in sorted(reg.spaces):
         space = reg.spaces[sid]
         out += [render_space(space, markdown=True), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_index(reg: Registry) -> str:
+    """``abi/index.md``: the vendor pages, then every ABI, released kernels first."""
+    out = [HEADER, "# ABI tables", ""]
+    out.append(
+        "What each plugin registers for each ABI: exits, decoders, completion duties, union "
+        "members and error spaces. Per vendor:"
+    )
+    out.append("")
+    out += [f"- [{reg.vendors[v].title}]({v}.md)" for v in sorted(SHIPPED & set(reg.vendors))]
+    out += ["", "Per ABI:", ""]
+    abis = sorted(reg.abis.values(), key=lambda a: (not a.released, a.name))
+    for abi in abis:
+        kind = "released kernel" if abi.released else "proposal"
+        out.append(f"- [`{abi.name}`]({abi.name}.md) ({kind}; {', '.join(abi.vendors) or '-'})")
+    pages = [*sorted(SHIPPED & set(reg.vendors)), *(a.name for a in abis)]
+    out += ["", "```{toctree}", ":hidden:", "", *pages, "```"]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -190,6 +210,7 @@ def generate(out: Path) -> list[Path]:
         files[abi_dir / f"{abi.name}.md"] = render_abi(abi)
     for vendor in sorted(SHIPPED & set(reg.vendors)):
         files[abi_dir / f"{vendor}.md"] = render_vendor(reg, vendor)
+    files[abi_dir / "index.md"] = render_index(reg)
     files[out / "error-spaces.md"] = render_spaces(reg)
     for stale in abi_dir.glob("*.md"):
         if stale not in files:

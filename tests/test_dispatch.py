@@ -20,11 +20,13 @@ from coco_core.errors import ConfigurationError, RegistrationError
 from coco_core.errorspace import CodeError
 from coco_core.exits import CoCoExit, CompletionError
 from coco_core.generic.uapi import KVM_RUN_FRAME, KVM_RUN_SIZE, KvmExitReason
+from coco_core.layout import U32, U64, struct_of
 from coco_core.registry import Registrar, Registry
 from coco_core.requests import (
     MemoryConversion,
     MsrAccess,
     NeutralRequest,
+    NotHandled,
     PortIo,
     QuoteRequest,
     Unsupported,
@@ -128,6 +130,7 @@ def test_no_handler_and_no_default_hands_exit_back_untouched(reg: Registry) -> N
     result = d.dispatch(buf)
     assert isinstance(result, Unsupported)
     assert result.raw_reason == KvmExitReason.IO
+    assert (result.why, result.claimed_by) == (NotHandled.NO_HANDLER, "KVM_EXIT_IO")
     assert bytes(buf) == before
     d.on(PortIo, lambda r, c: CoCoStatus.OK)
     assert d.dispatch(buf) is CoCoStatus.OK
@@ -138,7 +141,7 @@ def test_unknown_reason_is_unsupported_and_untouched(d: Dispatcher) -> None:
     buf = kvm_run_image(0x77, bytes(range(256)), fill=0x5A)
     before = bytes(buf)
     result = d.dispatch(buf)
-    assert result == Unsupported(0x77, None, bytes(range(256)))
+    assert result == Unsupported(0x77, None, bytes(range(256)), NotHandled.UNCLAIMED)
     assert bytes(buf) == before
 
 
@@ -257,14 +260,57 @@ def _broken(run: memoryview) -> NeutralRequest:
     raise ValueError("decoder bug")
 
 
+def _declines_odd(run: memoryview) -> NeutralRequest:
+    """Decline sub-call keys whose ``fn`` is odd: not this vendor's to answer."""
+    ext, fn = _PAIR.unpack_from(run, 40)
+    if fn & 1:
+        return Unsupported(47, detail=f"function {fn} is not ours")
+    return VendorSpecific("acme", "pair", (("ext", ext), ("fn", fn)))
+
+
+#: exit 47's compound key: acme.nr (u64 at 40) and acme.fn (u32 at 48)
+_PAIR = struct.Struct("<QI")
+_ACME_MEMBER = struct_of(
+    "struct", [("flags", U64), ("nr", U64), ("fn", U32), ("pad", U32), ("ret", U64)]
+)
+
+
 @pytest.fixture
 def acme(make_plugin: Any) -> Registry:
-    """Vendor acme: exit 45 with sub-calls at offset 40 and a fallback; a broken exit 46."""
+    """Vendor acme: exit 45 with sub-calls at 40 and a fallback; a broken exit 46; exit 47
+    keyed on (nr, fn), with a fallback that declines odd functions."""
 
     def register(r: Registrar) -> None:
         r.add_vendor("acme", "Acme TEE")
         space = example.EXAMPLE_STATUS
+        pair = {"vendor": "acme", "request_type": VendorSpecific, "error_space": space}
         dec = [
+            ExitDecoder(
+                name="ACME_PAIR/7.0",
+                reason=47,
+                discriminator=(7, 0),
+                decode=_declines_odd,
+                write=_write_ret,
+                **pair,  # type: ignore[arg-type]
+            ),
+            ExitDecoder(
+                name="ACME_PAIR/7.2",
+                reason=47,
+                discriminator=(7, 2),
+                decode=_declines_odd,
+                write=_write_ret,
+                default_status=None,
+                **pair,  # type: ignore[arg-type]
+            ),
+            ExitDecoder(
+                name="ACME_PAIR/?",
+                reason=47,
+                discriminator=None,
+                decode=_declines_odd,
+                write=_write_ret,
+                fallback=True,
+                **pair,  # type: ignore[arg-type]
+            ),
             ExitDecoder(
                 name="ACME/ONE",
                 reason=45,
@@ -313,10 +359,18 @@ def acme(make_plugin: Any) -> Registry:
                 vendor="acme",
                 source="test",
                 released=False,
-                exits={"KVM_EXIT_ACME": 45, "KVM_EXIT_ACME_BROKEN": 46},
+                exits={"KVM_EXIT_ACME": 45, "KVM_EXIT_ACME_BROKEN": 46, "KVM_EXIT_ACME_PAIR": 47},
+                union_members={"acme": _ACME_MEMBER},
                 decoders=tuple(dec),
                 discriminators=(
                     Discriminator(reason=45, offset=40, fmt="<Q", field="kvm_run.acme.nr"),
+                    Discriminator(
+                        reason=47,
+                        offset=40,
+                        fmt="<QI",
+                        field="kvm_run.acme.nr",
+                        more=("kvm_run.acme.fn",),
+                    ),
                 ),
                 frame=KVM_RUN_FRAME,
             )
@@ -336,6 +390,113 @@ def test_discriminator_routes_sub_calls_and_fallback(acme: Registry) -> None:
         d.dispatch(buf)
     assert names == ["two", "one", "other"]
     assert d.decode(kvm_run_image(45)).name == "ACME/?"
+
+
+def _pair(nr: int, fn: int) -> bytearray:
+    buf = kvm_run_image(47, fill=0x5A)
+    _PAIR.pack_into(buf, 40, nr, fn)
+    return buf
+
+
+def test_compound_key_routes_on_every_field(acme: Registry) -> None:
+    """A compound key picks the decoder by every field; a key differing in one gets the fallback."""
+    d = Dispatcher(acme, "acme", "acme-1")
+    seen: list[str] = []
+    d.on(VendorSpecific, lambda r, c: seen.append(r.name) or CoCoStatus.OK)
+    names = [d.decode(_pair(nr, fn)).name for nr, fn in ((7, 0), (7, 2), (7, 4), (8, 0), (6, 2))]
+    assert names == ["ACME_PAIR/7.0", "ACME_PAIR/7.2", "ACME_PAIR/?", "ACME_PAIR/?", "ACME_PAIR/?"]
+    buf = _pair(7, 0)
+    assert d.dispatch(buf) is CoCoStatus.OK
+    assert buf[56:64] == bytes(8)  # acme.ret = EXAMPLE_OK
+
+
+def test_declined_exit_comes_back_untouched_and_says_why(acme: Registry) -> None:
+    """A decoder that declines gets the exit back to the VMM untouched, not to the handler."""
+    d = Dispatcher(acme, "acme", "acme-1")
+    called: list[NeutralRequest] = []
+    d.on(VendorSpecific, lambda r, c: called.append(r) or CoCoStatus.OK)
+    buf = _pair(7, 3)
+    before = bytes(buf)
+    result = d.dispatch(buf)
+    assert isinstance(result, Unsupported)
+    assert (result.why, result.claimed_by, result.detail) == (
+        NotHandled.DECLINED,
+        "ACME_PAIR/?",
+        "function 3 is not ours",
+    )
+    assert (result.raw_reason, result.discriminator) == (47, (7, 3))
+    assert result.raw == before[32:288]
+    assert bytes(buf) == before
+    assert called == []
+    ev = d.decode(bytearray(before))
+    assert ev.request == result
+    assert ev.completion is None
+
+
+def test_no_handler_and_unclaimed_are_told_apart(acme: Registry) -> None:
+    """A claimed exit without handler or default is NO_HANDLER; an unknown key is UNCLAIMED."""
+    d = Dispatcher(acme, "acme", "acme-1")
+    buf = _pair(7, 2)
+    before = bytes(buf)
+    result = d.dispatch(buf)
+    assert isinstance(result, Unsupported)
+    assert bytes(buf) == before
+    assert (result.why, result.claimed_by) == (NotHandled.NO_HANDLER, "ACME_PAIR/7.2")
+    unknown = d.dispatch(kvm_run_image(48))
+    assert isinstance(unknown, Unsupported)
+    assert (unknown.why, unknown.claimed_by) == (NotHandled.UNCLAIMED, None)
+
+
+def test_compound_key_of_the_wrong_length_is_refused(make_plugin: Any) -> None:
+    """A decoder naming a one-number sub-call under a two-number key is refused at registration."""
+
+    def register(r: Registrar) -> None:
+        r.add_vendor("acme", "Acme TEE")
+        r.add_abi(
+            AbiPart(
+                abi="acme-1",
+                vendor="acme",
+                source="test",
+                released=False,
+                exits={"KVM_EXIT_ACME_PAIR": 47},
+                union_members={"acme": _ACME_MEMBER},
+                decoders=(
+                    ExitDecoder(
+                        name="ACME_PAIR/7",
+                        reason=47,
+                        discriminator=7,
+                        vendor="acme",
+                        request_type=VendorSpecific,
+                        decode=_declines_odd,
+                        write=None,
+                        error_space=None,
+                    ),
+                ),
+                discriminators=(
+                    Discriminator(
+                        reason=47,
+                        offset=40,
+                        fmt="<QI",
+                        field="kvm_run.acme.nr",
+                        more=("kvm_run.acme.fn",),
+                    ),
+                ),
+                frame=KVM_RUN_FRAME,
+            )
+        )
+
+    with pytest.raises(RegistrationError, match=r"ACME_PAIR/7: sub-call 7 of exit 47 has 1 number"):
+        Registry.from_plugins([make_plugin("acme", register)])
+
+
+def test_key_format_must_read_one_number_per_field() -> None:
+    """A discriminator whose format reads more numbers than it names fields is refused."""
+    with pytest.raises(ValueError, match="reads 2 number"):
+        Discriminator(reason=47, offset=40, fmt="<QI", field="kvm_run.acme.nr")
+    with pytest.raises(ValueError, match="not '<' followed by"):
+        Discriminator(reason=47, offset=40, fmt="<q", field="kvm_run.acme.nr")
+    where = Discriminator(reason=47, offset=40, fmt="<Q4xI", field="kvm_run.a.nr", more=("b",))
+    assert where.positions == ((40, 8), (52, 4))
 
 
 def test_decoder_that_raises_completes_with_error(

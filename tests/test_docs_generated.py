@@ -62,3 +62,57 @@ def test_cli_reference_is_current(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     got = (REFERENCE / "cli.md").read_text(encoding="utf-8")
     assert got == want, _stale("docs/reference/cli.md", "gen_cli.py")
     assert "Could not be loaded" not in want, "a coco command group failed to load"
+
+
+def _leaf_commands(gen: ModuleType) -> set[str]:
+    """The prog of every command that has no subcommands (what users run)."""
+    from coco_core.cli.main import build_parser
+
+    leaves: set[str] = set()
+
+    def walk(parser: object) -> None:
+        subs = gen._subparsers(parser)
+        if not subs:
+            leaves.add(parser.prog)  # type: ignore[attr-defined]
+        for _, sub in subs:
+            walk(sub)
+
+    top = build_parser([])
+    for name, _ in gen._subparsers(top):
+        walk(dict(gen._subparsers(build_parser([name])))[name])
+    return leaves
+
+
+def test_every_command_has_an_example_and_its_exit_codes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each command users run has an entry in EXAMPLES, and cli.md shows it with exit codes."""
+    monkeypatch.setenv("COLUMNS", "100")
+    gen = _load("gen_cli")
+    assert set(gen.EXAMPLES) == _leaf_commands(gen)
+    text = (REFERENCE / "cli.md").read_text(encoding="utf-8")
+    for prog, ex in gen.EXAMPLES.items():
+        section = text.split(f"`{prog}`\n", 1)[1].split("\n#", 1)[0]
+        assert "Exit status:" in section, prog
+        assert (ex.line in section) if ex.line else ("None here: " in section and ex.why), prog
+
+
+def test_cli_examples_run_as_written(tmp_path: Path) -> None:
+    """Every example of cli.md, run in order from a folder holding testdata/, exits 0."""
+    import os
+    import subprocess
+
+    gen = _load("gen_cli")
+    (tmp_path / "testdata").symlink_to(ROOT / "testdata")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    for prog, ex in gen.EXAMPLES.items():
+        if not ex.line:
+            continue
+        done = subprocess.run(
+            ["sh", "-c", ex.line],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, f"{prog}: {ex.line}\n{done.stdout[-500:]}{done.stderr[-500:]}"

@@ -242,3 +242,60 @@ def test_kvm_run_extra_members_keep_the_union_size() -> None:
     assert offs["kvm_run.snp_req_certs.ret"] == (48, 8)
     assert offs["kvm_run.kvm_valid_regs"] == (288, 8)
     assert lay.size == 2352
+
+
+# -- C ABIs and access paths -----------------------------------------------------------
+
+
+def test_char_is_signed_on_x86_64_and_unsigned_on_lp64_le() -> None:
+    """The same struct has the same offsets under both ABIs; only plain char's sign differs."""
+    from coco_core.layout import CHAR, LP64_LE, X86_64
+
+    members = [("c", CHAR), ("n", U64), ("s", CHAR, 3)]
+    x86, rv = struct_of("struct s", members), struct_of("struct s", members, c_abi=LP64_LE)
+    assert x86.offsets("s") == rv.offsets("s")
+    assert x86.size == rv.size == 24
+    assert (x86.c_abi, rv.c_abi) == (X86_64, LP64_LE)
+    assert (x86.members[0].type.code, rv.members[0].type.code) == ("b", "B")
+    assert X86_64.char_signed
+    assert not LP64_LE.char_signed
+
+
+def test_c_struct_under_lp64_le_decodes_char_unsigned() -> None:
+    """A c_struct declared with c_abi=LP64_LE reads a 0xff char as 255, x86-64 as -1."""
+    from coco_core.layout import CHAR, LP64_LE
+
+    @c_struct("struct ch", size=2, c_abi=LP64_LE)
+    class Unsigned(CStruct):
+        """struct ch { char c; __u8 b; };"""
+
+        c: int = c_field(CHAR, offset=0)
+        b: int = c_field(U8, offset=1)
+
+    @c_struct("struct ch", size=2)
+    class Signed(CStruct):
+        """struct ch { char c; __u8 b; };"""
+
+        c: int = c_field(CHAR, offset=0)
+        b: int = c_field(U8, offset=1)
+
+    assert Unsigned.from_buffer(b"\xff\x01").c == 255
+    assert Signed.from_buffer(b"\xff\x01").c == -1
+    assert Unsigned.c_layout().c_abi is LP64_LE
+
+
+def test_locate_finds_array_elements_and_refuses_what_is_not_there() -> None:
+    """locate() gives an element's offset, size and type; a bad index or name is a KeyError."""
+    lay = kvm_run_layout()
+    assert lay.locate("kvm_run.hypercall.args[0]", "kvm_run") == (40, 8, U64)
+    assert lay.locate("kvm_run.hypercall.args[5]", "kvm_run") == (80, 8, U64)
+    assert lay.locate("kvm_run.hypercall.flags", "kvm_run") == (96, 8, U64)  # anonymous union
+    assert lay.locate("kvm_run.hypercall.args", "kvm_run") == (40, 48, None)
+    for bad, why in (
+        ("kvm_run.hypercall.args[6]", "outside args[6]"),
+        ("kvm_run.hypercall.ret[0]", "not an array"),
+        ("kvm_run.hypercall.rett", "no member 'rett'"),
+        ("kvm.hypercall.ret", "does not start with"),
+    ):
+        with pytest.raises(KeyError, match=why.replace("[", r"\[")):
+            lay.locate(bad, "kvm_run")

@@ -206,7 +206,11 @@ def test_abis_merge_parts_and_sort_by_order() -> None:
     abi = reg.abi("example-1")
     assert not abi.released
     assert abi.vendors == ("example",)
-    assert abi.exits == {"KVM_EXIT_EXAMPLE_ATTEST": 44}
+    assert abi.exits == {
+        "KVM_EXIT_SYSTEM_EVENT": 24,
+        "KVM_EXIT_RISCV_SBI": 35,
+        "KVM_EXIT_EXAMPLE_ATTEST": 44,
+    }
     assert [a.name for a in reg.abis_of("example")] == ["example-1"]
 
 
@@ -257,9 +261,9 @@ def test_installed_example_entry_point_records_its_distribution() -> None:
 
 
 def test_quote_request_type_is_shared() -> None:
-    """The example exit decodes to the same neutral QuoteRequest a TDX GetQuote does."""
+    """The example's attest exit decodes to the same neutral QuoteRequest a TDX GetQuote does."""
     reg = Registry.from_plugins([example])
-    (dec,) = reg.decoders_for("example-1", "example").values()
+    dec = reg.decoders_for("example-1", "example")[(44, None)]
     assert dec.request_type is QuoteRequest
 
 
@@ -270,3 +274,118 @@ def test_reused_space_keeps_its_first_owner(make_plugin: Any) -> None:
     reuser = make_plugin("one", lambda r: r.add_error_space(MAP_GPA_RANGE_ERRNO))
     reg = Registry.from_plugins([reuser])
     assert reg.space_owner["kvm.map_gpa_range"] == "core"
+
+
+# -- checks across ABIs and against the layout ------------------------------------------
+
+
+def _abi_part(abi: str, exits: dict[str, int], **kw: Any) -> AbiPart:
+    return AbiPart(
+        abi=abi,
+        vendor="acme",
+        source="test",
+        released=False,
+        exits=exits,
+        frame=KVM_RUN_FRAME,
+        **kw,
+    )
+
+
+def _register(make_plugin: Any, *parts: AbiPart) -> Registry:
+    def register(r: Registrar) -> None:
+        r.add_vendor("acme", "Acme")
+        for part in parts:
+            r.add_abi(part)
+
+    return Registry.from_plugins([make_plugin("acme", register)])
+
+
+def test_exit_number_reused_from_a_release_is_refused(make_plugin: Any) -> None:
+    """A proposal giving a released exit number another name fails, naming number, ABIs, plugins."""
+    with pytest.raises(RegistrationError) as info:
+        _register(make_plugin, _abi_part("acme-1", {"KVM_EXIT_ACME": 43}))
+    msg = str(info.value)
+    assert "exit 43 is KVM_EXIT_ACME in ABI 'acme-1' but KVM_EXIT_SNP_REQ_CERTS in ABI" in msg
+    assert "AbiPart.renumbers" in msg
+    assert "plugin 'acme'" in msg
+    assert "plugin 'core'" in msg
+
+
+def test_exit_number_reused_is_accepted_when_the_abi_renumbers(make_plugin: Any) -> None:
+    """The same reuse passes when the proposal says why it renumbers; 44 reuses nothing."""
+    reg = _register(
+        make_plugin,
+        _abi_part("acme-1", {"KVM_EXIT_ACME": 43}, renumbers="posted before 43 was allocated"),
+        _abi_part("acme-2", {"KVM_EXIT_ACME2": 44}),
+    )
+    assert reg.abi("acme-1").renumbers == "posted before 43 was allocated"
+
+
+def test_exit_name_with_two_numbers_across_abis_is_refused(make_plugin: Any) -> None:
+    """One exit name numbered differently by two ABIs fails unless one renumbers."""
+    with pytest.raises(RegistrationError, match=r"KVM_EXIT_ACME is 44 in ABI 'acme-1' but 45"):
+        _register(
+            make_plugin,
+            _abi_part("acme-1", {"KVM_EXIT_ACME": 44}),
+            _abi_part("acme-2", {"KVM_EXIT_ACME": 45}),
+        )
+
+
+def test_released_abi_cannot_renumber(make_plugin: Any) -> None:
+    """A released part that says it renumbers is refused: released numbers are allocated once."""
+    part = AbiPart(abi="linux-7.2", vendor="acme", source="test", released=True, renumbers="no")
+    with pytest.raises(RegistrationError, match="released kernel but says it renumbers"):
+        _register(make_plugin, part)
+
+
+def test_union_member_named_like_a_generic_one_is_refused(make_plugin: Any) -> None:
+    """A plugin's system_event member that is not the generic one is an error, not dropped."""
+    lay = example.KvmExitExampleAttest.c_layout()
+    with pytest.raises(RegistrationError, match=r"union member 'system_event'.*generic"):
+        _register(make_plugin, _abi_part("acme-1", {}, union_members={"system_event": lay}))
+    from coco_core.generic.uapi import generic_union_members
+
+    same = {"system_event": generic_union_members()["system_event"]}
+    _register(make_plugin, _abi_part("acme-1", {}, union_members=same))  # the generic one: fine
+
+
+def test_discriminator_field_is_checked_against_the_layout(make_plugin: Any) -> None:
+    """A discriminator whose offset is not the member it names is refused with both offsets."""
+    from coco_core.abi import Discriminator
+
+    member = {"example_attest": example._union_member()}
+    wrong = Discriminator(reason=44, offset=44, fmt="<I", field="kvm_run.example_attest.len")
+    with pytest.raises(RegistrationError) as info:
+        _register(
+            make_plugin,
+            _abi_part("acme-1", {}, union_members=member, discriminators=(wrong,)),
+        )
+    assert "reads kvm_run.example_attest.len at 44 size 4" in str(info.value)
+    assert "puts that scalar at 40 size 4" in str(info.value)
+    missing = Discriminator(reason=44, offset=40, fmt="<I", field="kvm_run.example_attest.nr")
+    with pytest.raises(RegistrationError, match="has no member 'nr'"):
+        _register(
+            make_plugin,
+            _abi_part("acme-1", {}, union_members=member, discriminators=(missing,)),
+        )
+
+
+def test_status_field_and_write_set_are_checked_against_the_layout(make_plugin: Any) -> None:
+    """A status field at another member's offset, or a write set naming no member, is refused."""
+    from attrs import evolve
+
+    from coco_core.abi import StatusField
+
+    member = {"example_attest": example._union_member()}
+    wrong = evolve(
+        example.ATTEST,
+        vendor="acme",
+        status_field=StatusField(offset=40, fmt="<I", field="kvm_run.example_attest.ret"),
+    )
+    with pytest.raises(RegistrationError, match=r"declared at 40 size 4, but the layout puts"):
+        _register(make_plugin, _abi_part("acme-1", {}, union_members=member, decoders=(wrong,)))
+    bad_writes = evolve(example.ATTEST, vendor="acme", writes=("kvm_run.example_attest.rett",))
+    with pytest.raises(RegistrationError, match=r"written field kvm_run.example_attest.rett"):
+        _register(
+            make_plugin, _abi_part("acme-1", {}, union_members=member, decoders=(bad_writes,))
+        )

@@ -5,27 +5,39 @@ Subcommands come from three places: the core (``plugins``, ``errors``,
 ``abi``, ``demo``), and each vendor plugin's command group (``snp``, ``tdx``),
 which is imported only when it runs so that ``coco --help`` stays fast and
 never imports cryptography. A user error prints one line, ``coco: error: ...``,
-and exits 1 (2 for bad arguments); no traceback.
+and exits 1 (2 for bad arguments); no traceback unless ``-v``, which may stand
+anywhere on the command line.
+
+Exit codes of every command: 0 done (a check passed), 1 an error or a check that
+failed (one line on stderr says which), 2 bad arguments, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
-
-import attrs
 
 from coco_core.errors import CoCoError
 
 if TYPE_CHECKING:
     from coco_core.registry import Registry
 
-__all__ = ["CoCoArgumentParser", "main"]
+__all__ = ["EXIT_CODES", "VERBOSE_FLAGS", "CoCoArgumentParser", "main", "version_text"]
+
+#: what each exit status of ``coco`` means (docs/reference/cli.md prints this table)
+EXIT_CODES: dict[int, str] = {
+    0: "done, or the check passed",
+    1: "an error, or the check failed (one line on stderr; -v adds the traceback)",
+    2: "bad arguments (one line on stderr)",
+    130: "interrupted",
+}
+#: the verbose switch, accepted anywhere before a ``--``
+VERBOSE_FLAGS = ("-v", "--verbose")
 
 
 class _OneLineFormatter(logging.Formatter):
@@ -68,6 +80,7 @@ _CORE_GROUPS: dict[str, tuple[str, str]] = {
         "compare CoCo exit ABIs: layouts, numbers, errors",
     ),
     "demo": ("coco_core.cli.demo:configure_parser", "run the SNP and TDX scenarios end to end"),
+    "golden": ("coco_core.cli.golden:configure_parser", "record golden exits from a kernel model"),
 }
 
 
@@ -84,6 +97,36 @@ def _registry() -> Registry:
     return Registry.from_entry_points()
 
 
+def version_text() -> str:
+    """``coco X.Y.Z``, then each installed plugin distribution and its version.
+
+    Read from the installed metadata only: no plugin is imported.
+    """
+    from importlib.metadata import PackageNotFoundError, entry_points, version
+
+    from coco_core.hookspecs import NAME
+
+    try:
+        core = version("coco-core")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        core = "unknown (not installed)"
+    plugins = sorted(
+        {f"{ep.dist.name} {ep.dist.version}" for ep in entry_points(group=NAME) if ep.dist}
+    )
+    return f"coco {core} (plugins: {', '.join(plugins) or 'none'})"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: print :func:`version_text` and exit 0."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(version_text())
+        parser.exit(0)
+
+
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The full parser; only the command group named in ``argv`` is imported."""
     reg = _registry()
@@ -91,11 +134,16 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         prog="coco",
         description="coco: the vendor-neutral framework for the confidential-computing "
         "(CoCo) userspace exits of Linux KVM.",
-        epilog="Run 'coco COMMAND --help' for a command's options.",
+        epilog="Run 'coco COMMAND --help' for a command's options. Exit status: "
+        + "; ".join(f"{code} {what.split(' (')[0]}" for code, what in EXIT_CODES.items())
+        + ".",
     )
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log more, with full tracebacks"
+        *VERBOSE_FLAGS,
+        action="store_true",
+        help="log more, with full tracebacks (anywhere on the command line)",
     )
+    parser.add_argument("--version", action=_VersionAction, help="show the versions and exit")
     parser.set_defaults(func=None, registry=reg)
     sub = parser.add_subparsers(
         title="commands", metavar="COMMAND", parser_class=CoCoArgumentParser
@@ -128,6 +176,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def _plugins_list(args: argparse.Namespace) -> int:
+    import json
+
+    import attrs
 
     reg: Registry = args.registry
     rows = [attrs.asdict(s) for s in reg.plugin_summaries()]
@@ -147,6 +198,8 @@ def _plugins_list(args: argparse.Namespace) -> int:
 
 
 def _errors_table(args: argparse.Namespace) -> int:
+    import json
+
     from coco_core.errorspace import ErrorSpace
 
     reg: Registry = args.registry
@@ -161,19 +214,29 @@ def _errors_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_verbose(argv: list[str]) -> tuple[list[str], bool]:
+    """``argv`` without the verbose flags before any ``--``, and whether one was there."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    kept = [a for a in argv[:end] if a not in VERBOSE_FLAGS]
+    return kept + argv[end:], len(kept) != end
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``coco``; return the exit status."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    _configure_logging("-v" in args_list or "--verbose" in args_list)
+    """Run ``coco``; return the exit status (:data:`EXIT_CODES`)."""
+    args_list, verbose = _split_verbose(list(sys.argv[1:] if argv is None else argv))
+    _configure_logging(verbose)
     try:
         parser = build_parser(args_list)
         args = parser.parse_args(args_list)
+        args.verbose = verbose
         func: CommandFn | None = args.func
         if func is None:
             parser.print_help()
             return 0 if not args_list else 2
         return func(args)
     except CoCoError as exc:
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
         print(f"coco: error: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:

@@ -6,13 +6,23 @@ A scenario (shipped by a vendor plugin, registered with
 :meth:`DemoEnv.dispatcher`, runs guest calls with :meth:`DemoEnv.call`, and
 checks what the guest saw with :meth:`DemoEnv.check`. Every exit becomes one
 :class:`ExitLine`: backend, vendor, exit name and number, neutral request and
-status, the raw value written back, and what the guest saw.
+status, the raw value written back, and what the guest saw. A step that
+provokes faults on purpose runs inside :meth:`DemoEnv.deliberate`: its lines
+say so, and what coco logs about those faults goes with them instead of
+looking like a real fault on stderr.
+
+A scenario reads its real public test data from :attr:`DemoEnv.testdata`:
+``--testdata`` if given, else the ``data/`` folder the scenario's plugin ships
+(laid out like the repository's ``testdata/``; see :func:`scenario_data`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.resources
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +40,29 @@ from coco_core.status import CoCoStatus, Outcome
 if TYPE_CHECKING:
     from coco_core.emulated.tee import EmulatedGuest, EmulatedRun
 
-__all__ = ["ConversionLog", "DemoEnv", "ExitLine", "default_testdata"]
+__all__ = [
+    "LINE_WIDTH",
+    "ConversionLog",
+    "DemoEnv",
+    "ExitLine",
+    "default_testdata",
+    "scenario_data",
+]
+
+#: the longest line ``coco demo`` prints without ``-v``
+LINE_WIDTH = 100
+#: prefixes dropped from exit names in the short line (the legend says so)
+_PREFIXES = ("KVM_EXIT_", "KVM_SYSTEM_EVENT_", "KVM_")
 
 
 @attrs.frozen
 class ExitLine:
-    """One exit as ``coco demo`` prints it."""
+    """One exit as ``coco demo`` prints it.
+
+    :param deliberate: set inside :meth:`DemoEnv.deliberate`: the planned fault this
+        exit belongs to.
+    :param logs: what coco logged while this exit was handled inside a deliberate step.
+    """
 
     backend: str
     vendor: str
@@ -47,6 +74,8 @@ class ExitLine:
     raw: int | None
     raw_name: str | None
     guest: str
+    deliberate: str | None = None
+    logs: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         """One JSON object on one line."""
@@ -62,18 +91,41 @@ class ExitLine:
                 "raw": self.raw,
                 "raw_name": self.raw_name,
                 "guest": self.guest,
+                "deliberate": self.deliberate,
+                "logs": list(self.logs),
             },
             default=str,
         )
 
-    def to_text(self) -> str:
-        """One readable line."""
-        raw = "-" if self.raw is None else f"{self.raw:#x} {self.raw_name or '?'}"
-        args = " ".join(f"{k}={_fmt(v)}" for k, v in self.fields.items())
-        return (
-            f"[{self.backend}] {self.vendor} {self.exit_name} ({self.exit_reason}) "
-            f"{self.request}({args}) -> {self.status or '-'}, wrote {raw}; guest: {self.guest}"
+    def to_text(self, verbose: bool = False) -> str:
+        """One readable line of at most :data:`LINE_WIDTH` columns; ``verbose``: every detail.
+
+        The short line names the exit without its ``KVM_`` prefixes, the request
+        kind and the neutral status, then as much of what the guest saw as fits.
+        ``verbose`` adds the request's fields and the vendor value written back,
+        never cuts, and puts the deliberate fault and each log record it caused on
+        indented lines of their own.
+        """
+        mark = " [deliberate]" if self.deliberate else ""
+        name = self.exit_name
+        for prefix in _PREFIXES:
+            name = name.replace(prefix, "")
+        if verbose:
+            raw = "-" if self.raw is None else f"{self.raw:#x} {self.raw_name or '?'}"
+            args = " ".join(f"{k}={_fmt(v)}" for k, v in self.fields.items())
+            line = (
+                f"{self.backend:<5} {self.vendor}{mark} {self.exit_name} ({self.exit_reason}) "
+                f"{self.request}({args}) -> {self.status or '-'}, wrote {raw}; "
+                f"guest: {self.guest}"
+            )
+            if self.deliberate:
+                line += f"\n      deliberate: {self.deliberate}"
+            return "\n".join([line, *(f"      log: {record}" for record in self.logs)])
+        line = (
+            f"{self.backend:<5} {self.vendor}{mark} {name}({self.exit_reason}) {self.request} "
+            f"-> {self.status or '-'} | guest: {self.guest}"
         )
+        return line if len(line) <= LINE_WIDTH else line[: LINE_WIDTH - 3] + "..."
 
 
 def _fmt(v: Any) -> str:
@@ -92,6 +144,37 @@ def default_testdata() -> Path | None:
     """The real public test data: the repository's ``testdata/``, or None outside a checkout."""
     candidate = Path(__file__).resolve().parents[2] / "testdata"
     return candidate if candidate.is_dir() else None
+
+
+def scenario_data(target: str) -> Path | None:
+    """The test data a scenario's plugin ships: the ``data/`` folder of its top package.
+
+    :param target: the scenario's ``module:function`` (``coco_snp.demo:scenario`` gives
+        the ``coco_snp/data`` folder of the installed package).
+    :returns: that folder, or None when the package ships none (or is not a folder on
+        disk, as in a zip).
+    """
+    package = target.partition(":")[0].partition(".")[0]
+    try:
+        folder = importlib.resources.files(package) / "data"
+    except ModuleNotFoundError:
+        return None
+    return folder if isinstance(folder, Path) and folder.is_dir() else None
+
+
+class _Capture(logging.Handler):
+    """Keeps the records coco logs during a deliberate step, as one line each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            text += f" ({type(exc).__name__}: {exc})"
+        self.records.append(f"{record.levelname} {record.name}: {text}")
 
 
 class ConversionLog:
@@ -126,6 +209,37 @@ class DemoEnv:
     checks: int = 0
     _pending: list[CoCoExit] = attrs.field(factory=list)
     _unclaimed: list[tuple[str, Unsupported]] = attrs.field(factory=list)
+    _deliberate: str | None = None
+    _capture: _Capture | None = None
+
+    @contextlib.contextmanager
+    def deliberate(self, what: str) -> Iterator[None]:
+        """Run a step whose faults are planned: its lines and coco's logs say ``what``.
+
+        While the step runs, what the ``coco_core`` loggers record goes with the
+        exit lines (:attr:`ExitLine.logs`) instead of to the application's log
+        handlers, so a planned fault does not read like a real one.
+
+        :param what: the fault, as the lines name it ("a handler that raises").
+        """
+        logger = logging.getLogger("coco_core")
+        capture = _Capture()
+        saved = (self._deliberate, self._capture, logger.propagate)
+        self._deliberate, self._capture = what, capture
+        logger.addHandler(capture)
+        logger.propagate = False
+        try:
+            yield
+        finally:
+            logger.removeHandler(capture)
+            self._deliberate, self._capture, logger.propagate = saved
+
+    def _take_logs(self) -> tuple[str, ...]:
+        if self._capture is None:
+            return ()
+        records = tuple(self._capture.records)
+        self._capture.records.clear()
+        return records
 
     def dispatcher(self, vendor: str, abi: str = DEFAULT_ABI) -> Dispatcher:
         """A dispatcher whose completions are traced into this demo's lines."""
@@ -173,6 +287,8 @@ class DemoEnv:
                     done.raw if done is not None else None,
                     done.raw_name if done is not None else None,
                     note,
+                    self._deliberate,
+                    self._take_logs(),
                 )
             )
         for exit_name, req in self._unclaimed:
@@ -188,6 +304,8 @@ class DemoEnv:
                     None,
                     None,
                     guest,
+                    self._deliberate,
+                    self._take_logs(),
                 )
             )
         self._unclaimed.clear()

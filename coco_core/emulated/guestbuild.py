@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from coco_core.kvm.vm import GuestRam, Vm
 
 __all__ = [
+    "BINUTILS",
     "GUEST_DIR",
     "GUEST_LOAD_GPA",
     "GUEST_RAM_SIZE",
@@ -62,6 +63,7 @@ __all__ = [
     "boot_guest",
     "build_guest",
     "guest_source",
+    "missing_binutils",
 ]
 
 GUEST_DIR = Path(__file__).with_name("guest")
@@ -118,6 +120,15 @@ def _sources(guest: str | Path) -> list[Path]:
         for match in _LINK_RE.finditer(path.read_text()):
             pending.extend((linked, path.parent) for linked in match.group(1).split())
     return order
+
+
+#: the GNU binutils programs :func:`build_guest` runs (as, ld, objcopy, in that order)
+BINUTILS = ("as", "ld", "objcopy")
+
+
+def missing_binutils() -> list[str]:
+    """The programs of :data:`BINUTILS` that are not on ``PATH`` (empty: guests can be built)."""
+    return [name for name in BINUTILS if shutil.which(name) is None]
 
 
 def _tool(name: str) -> str:

@@ -24,6 +24,9 @@ from coco_core import kernels
 from coco_core.errors import KvmRunRejected
 
 __all__ = [
+    "RISCV_REGISTERS",
+    "X86_64_REGISTERS",
+    "CallExample",
     "ExitImage",
     "GuestCall",
     "GuestCpu",
@@ -58,13 +61,37 @@ class GuestMemoryLike(Protocol):
         ...
 
 
+#: The x86-64 general-purpose registers, as the TDX and SNP model parts name them
+#: (Intel SDM vol. 1, 3.4.1.1), plus ``rip`` and ``rflags``. (.. versionadded:: 0.2)
+X86_64_REGISTERS = frozenset(
+    {
+        "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
+        "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags",
+    }
+)  # fmt: skip
+#: The RISC-V integer registers by ABI name (RISC-V ABIs Specification, riscv-cc
+#: 1.1 "Integer Register Convention"), plus ``pc``; an SBI call passes a0..a5,
+#: the function id in a6 and the extension id in a7 (SBI 2.0, 3 "Binary Encoding").
+#: (.. versionadded:: 0.2)
+RISCV_REGISTERS = frozenset(
+    {
+        "zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1",
+        *(f"a{i}" for i in range(8)), *(f"s{i}" for i in range(2, 12)),
+        "t3", "t4", "t5", "t6", "pc",
+    }
+)  # fmt: skip
+
+
 @attrs.define
 class GuestCpu:
-    """The guest state a call reads and KVM writes back: GPRs plus GHCB fields.
+    """The guest state a call reads and KVM writes back: registers plus shared fields.
 
-    ``regs`` uses lower-case x86-64 names (``rax``..``r15``). For SNP the GHCB
-    fields the guest exchanges (``sw_exitinfo1``, ``sw_exitinfo2``) are kept in
-    ``ghcb``.
+    ``regs`` uses the vendor's register names, lower case: x86-64 ``rax`` ..
+    ``r15`` for TDX and SNP, RISC-V ``a0`` .. ``a7`` for a RISC-V TEE
+    (:attr:`ModelPart.registers` says which a part uses). ``ghcb`` keeps the
+    fields a guest exchanges through shared memory rather than registers (for
+    SNP the GHCB's ``sw_exitinfo1``, ``sw_exitinfo2``...). ``apic_id`` is the
+    vCPU's id (x86: its APIC id), for per-vCPU kernel state.
     """
 
     regs: dict[str, int] = attrs.field(factory=dict)
@@ -134,6 +161,37 @@ ResumeFn = Callable[[KernelContext, GuestCpu], "ExitImage | GuestView"]
 
 
 @attrs.frozen(kw_only=True)
+class CallExample:
+    """A guest state that makes a call exit to userspace, for the conformance kit.
+
+    The kit runs each example through the kernel model under every generation
+    the call exists in, completes the exit with every status and a spread of
+    :class:`~coco_core.status.Outcome` values, and fails any completion the
+    model's ``resume`` refuses; ``coco golden record`` writes goldens from them.
+
+    :param name: a short label (``"4 KiB buffer"``).
+    :param regs: the guest registers, by the vendor's names.
+    :param ghcb: the guest's shared fields (:attr:`GuestCpu.ghcb`).
+    :param vm_state: per-VM kernel state to start from (``ctx.vm_state``).
+    :param memory: guest RAM contents to start from, by GPA.
+    :param generations: the generations it exits in; None: every one the call has.
+
+    .. versionadded:: 0.2
+    """
+
+    name: str
+    regs: Mapping[str, int] = attrs.field(factory=dict)
+    ghcb: Mapping[str, int] = attrs.field(factory=dict)
+    vm_state: Mapping[str, object] = attrs.field(factory=dict)
+    memory: Mapping[int, bytes] = attrs.field(factory=dict)
+    generations: frozenset[str] | None = None
+
+    def cpu(self) -> GuestCpu:
+        """A fresh :class:`GuestCpu` in this state."""
+        return GuestCpu(regs=dict(self.regs), ghcb=dict(self.ghcb))
+
+
+@attrs.frozen(kw_only=True)
 class GuestCall:
     """One guest-level call the kernel turns into exits.
 
@@ -143,6 +201,9 @@ class GuestCall:
     :param resume: see :data:`ResumeFn`; None for calls with no completion.
     :param since: the oldest released kernel the call exits to userspace in
         (proposals always have it).
+    :param examples: guest states that make the call exit to userspace; the
+        conformance kit uses them to hold every decoder's completions to the
+        model (``.. versionadded:: 0.2``).
     """
 
     name: str
@@ -150,6 +211,7 @@ class GuestCall:
     enter: EnterFn
     resume: ResumeFn | None
     since: str = "linux-6.16"
+    examples: tuple[CallExample, ...] = ()
 
 
 #: ``route(cpu) -> call name``: which guest call the registers at a doorbell
@@ -168,6 +230,10 @@ class ModelPart:
     :param ghcb_to_regs: GHCB fields the guest reads, mirrored into registers
         after a doorbell call (``{"sw_exitinfo2": "r13"}``); the emulated guest
         has no GHCB page of its own.
+    :param registers: the register names the calls read and write
+        (:data:`X86_64_REGISTERS`, :data:`RISCV_REGISTERS`...); None: not
+        declared. The conformance kit holds the examples to it
+        (``.. versionadded:: 0.2``).
     """
 
     vendor: str
@@ -175,3 +241,13 @@ class ModelPart:
     doorbell_port: int | None = None
     route: RouteFn | None = None
     ghcb_to_regs: Mapping[str, str] = attrs.field(factory=dict)
+    registers: frozenset[str] | None = None
+
+    def unknown_registers(self, cpu: GuestCpu) -> list[str]:
+        """The names in ``cpu.regs`` that are not among :attr:`registers`, sorted.
+
+        .. versionadded:: 0.2
+        """
+        if self.registers is None:
+            return []
+        return sorted(set(cpu.regs) - self.registers)

@@ -55,7 +55,10 @@ _REPLY = re.compile(r"^\s*(re|aw|sv)\s*:", re.I)
 
 @attrs.frozen
 class Hunk:
-    """One ``@@ -a,b +c,d @@`` hunk: ``lines`` are ``(tag, text, input line)``, tag in `` +-``."""
+    """One ``@@ -a,b +c,d @@`` hunk: ``lines`` are ``(tag, text, input line)``.
+
+    The tag is ``"+"``, ``"-"`` or ``" "`` (context).
+    """
 
     old_start: int
     old_len: int

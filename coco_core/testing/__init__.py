@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     )
     from coco_core.testing.kit import (
         CAPABILITIES,
+        HEADER_ENV,
         PluginConformance,
         registry_for,
         status_field_problems,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CAPABILITIES",
+    "HEADER_ENV",
     "Golden",
     "GoldenError",
     "PluginConformance",
@@ -58,6 +60,12 @@ __getattr__, __dir__ = lazy_names(
             "kvm_run_image",
             "parse_hex_dump",
         ),
-        "kit": ("CAPABILITIES", "PluginConformance", "registry_for", "status_field_problems"),
+        "kit": (
+            "CAPABILITIES",
+            "HEADER_ENV",
+            "PluginConformance",
+            "registry_for",
+            "status_field_problems",
+        ),
     },
 )

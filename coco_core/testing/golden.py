@@ -42,7 +42,7 @@ import importlib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ __all__ = [
     "GoldenError",
     "apply_hex_dump",
     "describe_diff",
+    "hex_lines",
     "kvm_run_image",
     "parse_hex_dump",
 ]
@@ -283,6 +284,87 @@ class Golden:
     def unpatched(self) -> bytearray:
         """A fresh, writable copy of the input image."""
         return bytearray(self.kvm_run)
+
+    def to_dict(self, name_of: Callable[[int], str] | None = None) -> dict[str, Any]:
+        """The JSON object of this golden, as :meth:`from_dict` reads it.
+
+        :param name_of: names the field a byte offset belongs to, for the hex
+            dump's comments (``kvm_run.tdx.nr``); None writes no comments.
+
+        .. versionadded:: 0.2
+        """
+        request: dict[str, Any] = {"type": _type_name(self.request), "fields": {}}
+        for a in attrs.fields(type(self.request)):  # type: ignore[arg-type]  # attrs request classes
+            value = getattr(self.request, a.name)
+            if isinstance(value, tuple):
+                value = [list(v) if isinstance(v, tuple) else v for v in value]
+            elif isinstance(value, int) and not isinstance(value, bool):
+                value = hex(value)
+            request["fields"][a.name] = value
+        return {
+            "description": self.description,
+            "abi": self.abi,
+            "vendor": self.vendor,
+            "kvm_run_hex": hex_lines(self.kvm_run, bytes(len(self.kvm_run)), name_of),
+            "request": request,
+            "handler_result": _result_json(self.handler_result),
+            "completed_hex": hex_lines(self.completed, self.kvm_run, name_of),
+        }
+
+
+def hex_lines(image: bytes, base: bytes, name_of: Callable[[int], str] | None = None) -> list[str]:
+    """Hex-dump lines (``"0028: 01 00 ... # field"``) of what ``image`` changes in ``base``.
+
+    One line per run of differing bytes within one field (as ``name_of``
+    names them); :func:`apply_hex_dump` over ``base`` gives ``image`` back.
+
+    .. versionadded:: 0.2
+    """
+    lines: list[str] = []
+    done = 0
+    i = 0
+    while i < len(image):
+        if image[i] == base[i]:
+            i += 1
+            continue
+        field = name_of(i) if name_of is not None else ""
+        start = i
+        if name_of is not None:  # the whole field that changed, from its first byte
+            while start > done and name_of(start - 1) == field:
+                start -= 1
+        j = i + 1
+        while j < len(image) and j - start < 16:
+            same_field = name_of is None or name_of(j) == field
+            if not same_field or (name_of is None and image[j] == base[j]):
+                break
+            j += 1
+        data = " ".join(f"{b:02x}" for b in image[start:j])
+        lines.append(f"{start:04x}: {data}" + (f"   # {field}" if field else ""))
+        done = i = j
+    return lines
+
+
+def _type_name(request: NeutralRequest) -> str:
+    cls = type(request)
+    name: str = cls.__name__
+    if getattr(neutral_requests, name, None) is cls:
+        return name
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _result_json(result: CoCoStatus | Outcome | None) -> Any:
+    if result is None:
+        return None
+    if isinstance(result, CoCoStatus):
+        return result.name
+    out: dict[str, Any] = {"status": result.status.name}
+    for key in ("size_needed", "vendor_code", "value"):
+        value = getattr(result, key)
+        if value is not None:
+            out[key] = hex(value) if value >= 0 else value
+    if result.detail:
+        out["detail"] = result.detail
+    return out
 
 
 def describe_diff(expected: bytes, got: bytes, limit: int = 16) -> str:

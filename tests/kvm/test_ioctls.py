@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -24,8 +22,6 @@ from coco_core.kvm.structs import (
     unpack_cpuid2,
     unpack_msrs,
 )
-
-UAPI = Path(os.environ.get("COCO_UAPI_INCLUDE", "/tmp/uapi72/usr/include"))
 
 # Literal values as printed by a C program built against the uapi headers.
 KNOWN = {
@@ -121,11 +117,10 @@ _STRUCT_SIZES = {
 
 
 @pytest.fixture(scope="module")
-def uapi_values(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
+def uapi_values(
+    tmp_path_factory: pytest.TempPathFactory, uapi_include: Path, gcc: str
+) -> dict[str, int]:
     """Every constant, sizeof and offsetof as gcc computes it from the uapi headers."""
-    gcc = shutil.which("gcc")
-    if gcc is None or not (UAPI / "linux" / "kvm.h").is_file():
-        pytest.skip(f"needs gcc and the Linux 7.2 uapi headers at {UAPI}")
     lines = [
         "#include <stdio.h>",
         "#include <stddef.h>",
@@ -151,9 +146,9 @@ def uapi_values(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
     src = work / "abi.c"
     src.write_text("\n".join(lines))
     exe = work / "abi"
-    arch = UAPI / "x86_64-linux-gnu"
+    arch = uapi_include / "x86_64-linux-gnu"
     proc = subprocess.run(
-        [gcc, f"-I{UAPI}", f"-I{arch}", "-o", str(exe), str(src)],
+        [gcc, f"-I{uapi_include}", f"-I{arch}", "-o", str(exe), str(src)],
         capture_output=True,
         text=True,
         check=False,

@@ -105,6 +105,7 @@ V1 = AbiPart(
     decoders=(_decoder("KVM_EXIT_COCO", 40, V1_SPACE),),
     order="2024-06",
     frame=KVM_RUN_FRAME,
+    renumbers="synthetic proposal: 40 before KVM_EXIT_TDX took it",
 )
 RELEASED = AbiPart(
     abi="test-snp-released",

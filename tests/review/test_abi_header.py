@@ -5,71 +5,19 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from coco_core.abi import Abi
 from coco_core.cli.main import main
-from coco_core.review.gcc import find_header_dir, header_defines, header_offsets
+from coco_core.review.gcc import header_defines, header_offsets
 
-pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
-
-_REPO = Path(__file__).resolve().parents[2]
-_SOURCES = "deb http://deb.debian.org/debian unstable main\n"
-
-
-def _download(dest: Path) -> None:
-    """Fetch linux-libc-dev from Debian unstable with apt-get download + dpkg -x (no install)."""
-    work = dest.parent / "uapi72-apt"
-    lists = work / "lists"
-    (lists / "partial").mkdir(parents=True, exist_ok=True)
-    src = work / "sources.list"
-    src.write_text(_SOURCES)
-    opts = [
-        "-o",
-        f"Dir::Etc::SourceList={src}",
-        "-o",
-        "Dir::Etc::SourceParts=/dev/null",
-        "-o",
-        f"Dir::State::Lists={lists}",
-    ]
-    subprocess.run(["apt-get", *opts, "update"], check=True, capture_output=True, timeout=600)
-    subprocess.run(
-        ["apt-get", *opts, "download", "linux-libc-dev"],
-        check=True,
-        capture_output=True,
-        timeout=600,
-        cwd=work,
-    )
-    (deb,) = sorted(work.glob("linux-libc-dev_*.deb"))
-    dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["dpkg", "-x", str(deb), str(dest)], check=True, capture_output=True)
-
-
-@pytest.fixture(scope="session")
-def header_dir() -> Path:
-    """The Linux 7.2 uapi include dir: $COCO_KVM_HEADER_DIR, /tmp/uapi72, or downloaded."""
-    for cand in (
-        os.environ.get("COCO_KVM_HEADER_DIR"),
-        "/tmp/uapi72",
-        _REPO / ".venv/cache/uapi72",
-    ):
-        if cand:
-            try:
-                return find_header_dir(cand)
-            except Exception:
-                continue
-    cache = _REPO / ".venv" / "cache" / "uapi72"
-    try:
-        _download(cache)
-        return find_header_dir(cache)
-    except Exception as exc:
-        pytest.skip(f"no Linux 7.2 linux/kvm.h (set COCO_KVM_HEADER_DIR; download failed: {exc})")
+# header_dir: the Linux 7.2 uapi include folder, from the one fixture in tests/conftest.py
+# (found, or fetched from Debian, in one documented place); gcc: skips where there is none.
+pytestmark = pytest.mark.usefixtures("gcc")
 
 
 def _cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, object]:

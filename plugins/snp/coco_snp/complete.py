@@ -159,6 +159,7 @@ def _req_certs(reason: int, decode: _DecodeFn = _decode_released) -> ExitDecoder
         write=_write_released,
         error_space=REQ_CERTS,
         status_field=_REL_RET_FIELD,
+        writes=("kvm_run.snp_req_certs.ret", "kvm_run.snp_req_certs.npages"),
     )
 
 
@@ -202,6 +203,7 @@ REQ_CERTS_V3 = ExitDecoder(
     write=_write_v3,
     error_space=REQ_CERTS_ERRNO_V2,
     status_field=_V3_RET_FIELD,
+    writes=("kvm_run.snp_req_certs.ret", "kvm_run.snp_req_certs.npages"),
 )
 
 # -- v1: KVM_EXIT_COCO 40, nr u8, req_certs {gfn u64, npages u32, ret u32} -----------------
@@ -238,6 +240,7 @@ COCO_V1_REQ_CERTS = ExitDecoder(
     write=_write_v1,
     error_space=REQ_CERTS_COCO_V1,
     status_field=_V1_RET_FIELD,
+    writes=("kvm_run.coco.req_certs.ret", "kvm_run.coco.req_certs.npages"),
 )
 
 # -- v2: KVM_EXIT_COCO 40, nr u8, ret u32 in the header, req_certs {gfn, npages u32} --------
@@ -265,6 +268,7 @@ COCO_V2_REQ_CERTS = ExitDecoder(
     write=_write_v2,
     error_space=REQ_CERTS_ERRNO_V2,
     status_field=_V2_RET_FIELD,
+    writes=("kvm_run.coco.ret", "kvm_run.coco.req_certs.npages"),
 )
 
 # -- termination: KVM_EXIT_SYSTEM_EVENT / KVM_SYSTEM_EVENT_SEV_TERM ------------------------

@@ -213,6 +213,9 @@ def _run_model(env: DemoEnv, store: CertificateStore) -> None:
 # -- robustness ----------------------------------------------------------------------------------
 
 
+_DELIBERATE = "robustness: a certificate handler that raises, then random registers"
+
+
 def _raise(request: CertificateRequest, context: Any) -> CoCoStatus:
     raise RuntimeError("demo: a handler that fails")
 
@@ -308,7 +311,9 @@ def scenario(env: DemoEnv) -> None:
     store = _store(env.testdata)
     if env.backend == "kvm":
         _run_kvm(env, store)
-        _robust_kvm(env, store)
+        with env.deliberate(_DELIBERATE):
+            _robust_kvm(env, store)
     else:
         _run_model(env, store)
-        _robust_model(env, store)
+        with env.deliberate(_DELIBERATE):
+            _robust_model(env, store)

@@ -7,28 +7,30 @@ the patch mails named below for the proposals. Guest calls and how the guest sta
 given (:class:`~coco_core.model.base.GuestCpu`; a GHCB field present in ``ghcb`` is a
 field the guest marked valid):
 
-``snp.ext_guest_request`` (``sev_handle_vmgexit``, ``snp_handle_ext_guest_req``,
-``snp_complete_req_certs``, ``snp_handle_guest_req``)
-    ``regs["rax"]`` certificate buffer GPA, ``regs["rbx"]`` its size in pages (both must
-    be present: ``kvm_ghcb_rax_is_valid``/``_rbx_``), ``ghcb["msg_type"]`` the plaintext
-    message type (default 5, ``SNP_MSG_REPORT_REQ``; the model takes it from here instead
-    of the request page's byte 52). Optional ``ghcb["req_gpa"]``/``ghcb["resp_gpa"]``
-    (SW_EXITINFO1/2): checked page aligned and distinct. The VM enabled certificate
-    requests if ``ctx.vm_state["snp.req_certs"]`` is true. The firmware modelled always
-    succeeds (firmware error 0); the view says whether it was called
-    (``firmware_called``). Every answer sets SW_EXITINFO1 (0, or 2 for a refused input).
+``snp.ext_guest_request``
+    (``sev_handle_vmgexit``, ``snp_handle_ext_guest_req``, ``snp_complete_req_certs``,
+    ``snp_handle_guest_req``) ``regs["rax"]`` certificate buffer GPA, ``regs["rbx"]`` its
+    size in pages (both must be present: ``kvm_ghcb_rax_is_valid``/``_rbx_``),
+    ``ghcb["msg_type"]`` the plaintext message type (default 5, ``SNP_MSG_REPORT_REQ``; the
+    model takes it from here instead of the request page's byte 52). Optional
+    ``ghcb["req_gpa"]``/``ghcb["resp_gpa"]`` (SW_EXITINFO1/2): checked page aligned and
+    distinct. The VM enabled certificate requests if ``ctx.vm_state["snp.req_certs"]`` is
+    true. The firmware modelled always succeeds (firmware error 0); the view says whether it
+    was called (``firmware_called``). Every answer sets SW_EXITINFO1 (0, or 2 for a refused
+    input).
 ``snp.psc_msr``, ``snp.psc``
     :mod:`coco_snp.psc_model`.
-``snp.term_msr`` / ``snp.term_ghcb`` (``sev_handle_vmgexit_msr_protocol``
-``out_terminate``; ``SVM_VMGEXIT_TERM_REQUEST``)
+``snp.term_msr`` / ``snp.term_ghcb``
+    (``sev_handle_vmgexit_msr_protocol`` ``out_terminate``; ``SVM_VMGEXIT_TERM_REQUEST``)
     ``ghcb["msr"]`` (0x100 | reason) or ``ghcb["ghcb_gpa"]``: ``KVM_EXIT_SYSTEM_EVENT``
     type 6, ``ndata`` 1, ``data[0]`` = the value; nothing else of the union is written;
     no completion.
-``snp.kvm_hypercall`` (``SVM_EXIT_VMMCALL`` → ``kvm_emulate_hypercall``, x86.c)
-    ``regs["rax"]`` the hypercall number, ``rbx``/``rcx``/``rdx`` the arguments,
-    ``ghcb["cpl"]`` the GHCB CPL (default 0). ``KVM_HC_MAP_GPA_RANGE`` exits as
-    ``KVM_EXIT_HYPERCALL``; ``complete_hypercall_exit()`` puts ``hypercall.ret`` into RAX
-    as it is, with no errno check (:func:`coco_core.plugin.pv_hypercall`).
+``snp.kvm_hypercall``
+    (``SVM_EXIT_VMMCALL`` → ``kvm_emulate_hypercall``, x86.c) ``regs["rax"]`` the hypercall
+    number, ``rbx``/``rcx``/``rdx`` the arguments, ``ghcb["cpl"]`` the GHCB CPL (default 0).
+    ``KVM_HC_MAP_GPA_RANGE`` exits as ``KVM_EXIT_HYPERCALL``; ``complete_hypercall_exit()``
+    puts ``hypercall.ret`` into RAX as it is, with no errno check
+    (:func:`coco_core.plugin.pv_hypercall`).
 
 Generations are the ABI names: ``linux-6.16`` .. ``linux-7.2`` and the proposals
 (``kvm-exit-coco-v1``, ``kvm-exit-coco-v2``, ``snp-req-certs-v3`` .. ``-v7``). v1 is read
@@ -42,16 +44,20 @@ import errno
 import struct
 
 from coco_core.plugin import (
+    X86_64_REGISTERS,
+    CallExample,
     CStruct,
     Errno,
     ExitImage,
     GuestCall,
     GuestCpu,
     GuestView,
+    HypercallNr,
     KernelContext,
     KvmExitReason,
     KvmRunRejected,
     KvmSystemEventExit,
+    MapGpaRangeAttr,
     ModelPart,
     SystemEventType,
     hypercall_ret,
@@ -303,6 +309,7 @@ def _hypercall_resume(ctx: KernelContext, cpu: GuestCpu) -> GuestView:
 #: The SNP calls the kernel model runs.
 MODEL = ModelPart(
     vendor="snp",
+    registers=X86_64_REGISTERS,
     calls=(
         GuestCall(
             name="snp.ext_guest_request",
@@ -310,6 +317,13 @@ MODEL = ModelPart(
             "(sev.c snp_handle_ext_guest_req, snp_complete_req_certs; kernel-abi.md §3.1, §3.2)",
             enter=_ext_enter,
             resume=_ext_resume,
+            examples=(
+                CallExample(
+                    name="one page, certificates enabled",
+                    regs={"rax": 0x10000, "rbx": 1},
+                    vm_state={REQ_CERTS_ENABLED: True},
+                ),
+            ),
         ),
         PSC_MSR_CALL,
         PSC_CALL,
@@ -319,6 +333,7 @@ MODEL = ModelPart(
             "(sev.c out_terminate)",
             enter=_term_msr,
             resume=None,
+            examples=(CallExample(name="reason set 1", ghcb={"msr": 0x100 | 1 << 12}),),
         ),
         GuestCall(
             name="snp.term_ghcb",
@@ -326,6 +341,7 @@ MODEL = ModelPart(
             "(sev.c sev_handle_vmgexit)",
             enter=_term_ghcb,
             resume=None,
+            examples=(CallExample(name="GHCB at 0x3000", ghcb={"ghcb_gpa": 0x3000}),),
         ),
         GuestCall(
             name="snp.kvm_hypercall",
@@ -333,6 +349,17 @@ MODEL = ModelPart(
             "hypercall.ret verbatim (x86.c ____kvm_emulate_hypercall, complete_hypercall_exit)",
             enter=_hypercall_enter,
             resume=_hypercall_resume,
+            examples=(
+                CallExample(
+                    name="MAP_GPA_RANGE: one page to private",
+                    regs={
+                        "rax": HypercallNr.MAP_GPA_RANGE,
+                        "rbx": 0x100000,
+                        "rcx": 1,
+                        "rdx": MapGpaRangeAttr.ENCRYPTED,
+                    },
+                ),
+            ),
         ),
     ),
 )

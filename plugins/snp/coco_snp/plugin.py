@@ -124,6 +124,8 @@ def _proposal(
     duty: CompletionDuty,
     notes: tuple[str, ...],
     discriminators: tuple[Discriminator, ...] = (),
+    renumbers: str = "posted before its exit number was allocated: mainline gave 40 to "
+    "KVM_EXIT_TDX (6.16) and KVM_EXIT_SNP_REQ_CERTS 43 (7.0), kernel-abi.md §1.2",
 ) -> AbiPart:
     members: dict[str, Layout] = generic_union_members()
     members.update(union_members(abi))
@@ -144,6 +146,7 @@ def _proposal(
         notes=notes,
         order=order,
         frame=KVM_RUN_FRAME,
+        renumbers=renumbers,
     )
 
 

@@ -3,12 +3,14 @@
 
 Mirrors ``arch/x86/kvm/svm/sev.c`` (kvm-x86 @ 1a27afa0) line for line:
 
-``snp.psc_msr`` (``snp_begin_psc_msr``, ``snp_complete_psc_msr``)
-    ``ghcb["msr"]``: ``GHCB_MSR_PSC_REQ`` (0x014), gfn in bits 51:12, op in 55:52.
-    One 4 KiB ``KVM_HC_MAP_GPA_RANGE`` exit; the guest reads ``GHCB_MSR_PSC_RESP``
-    or ``GHCB_MSR_PSC_RESP_ERROR`` back in ``ghcb["msr"]``.
-``snp.psc`` (``setup_vmgexit_scratch``, ``snp_begin_psc``, ``snp_do_psc``,
-``__snp_complete_one_psc``, ``snp_complete_one_psc``, ``snp_complete_psc``)
+``snp.psc_msr``
+    (``snp_begin_psc_msr``, ``snp_complete_psc_msr``) ``ghcb["msr"]``: ``GHCB_MSR_PSC_REQ``
+    (0x014), gfn in bits 51:12, op in 55:52. One 4 KiB ``KVM_HC_MAP_GPA_RANGE`` exit; the
+    guest reads ``GHCB_MSR_PSC_RESP`` or ``GHCB_MSR_PSC_RESP_ERROR`` back in
+    ``ghcb["msr"]``.
+``snp.psc``
+    (``setup_vmgexit_scratch``, ``snp_begin_psc``, ``snp_do_psc``,
+    ``__snp_complete_one_psc``, ``snp_complete_one_psc``, ``snp_complete_psc``)
     ``ghcb["sw_scratch"]``: the GPA of the ``struct psc_buffer`` (``psc_hdr``
     {u16 cur_entry, u16 end_entry, u32 reserved}, then u64 entries: cur_page 11:0,
     gfn 51:12, operation 55:52, pagesize bit 56). ``ghcb["ghcb_gpa"]``: the GHCB page
@@ -45,6 +47,7 @@ import struct
 import attrs
 
 from coco_core.plugin import (
+    CallExample,
     Errno,
     ExitImage,
     GuestCall,
@@ -306,12 +309,26 @@ def _psc_resume(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
     return _do_psc(ctx, cpu, st)
 
 
+#: A one-entry descriptor in the GHCB's shared buffer (GHCB at 0x8000, SW_SCRATCH at
+#: 0x8800): psc_hdr cur 0, end 0; gfn 0x100 to private, 4 KiB.
+_EXAMPLE_GHCB = 0x8000
+_EXAMPLE_DESC = {
+    _EXAMPLE_GHCB + GHCB_SHARED_BUFFER: _U16.pack(0) * 4
+    + _U64.pack(psc_entry(0x100, PscOp.PRIVATE))
+}
+
 PSC_MSR_CALL = GuestCall(
     name="snp.psc_msr",
     description="GHCB_MSR_PSC_REQ: one 4 KiB page via KVM_HC_MAP_GPA_RANGE (sev.c "
     "snp_begin_psc_msr, snp_complete_psc_msr)",
     enter=_psc_msr_enter,
     resume=_psc_msr_resume,
+    examples=(
+        CallExample(
+            name="gfn 0x33 to private",
+            ghcb={"msr": GHCB_MSR_PSC_REQ | 0x33 << 12 | PscOp.PRIVATE << 52},
+        ),
+    ),
 )
 PSC_CALL = GuestCall(
     name="snp.psc",
@@ -319,4 +336,11 @@ PSC_CALL = GuestCall(
     "snp_begin_psc, snp_do_psc, snp_complete_one_psc)",
     enter=_psc_enter,
     resume=_psc_resume,
+    examples=(
+        CallExample(
+            name="one entry",
+            ghcb={"ghcb_gpa": _EXAMPLE_GHCB, "sw_scratch": _EXAMPLE_GHCB + GHCB_SHARED_BUFFER},
+            memory=_EXAMPLE_DESC,
+        ),
+    ),
 )

@@ -9,25 +9,27 @@ headers of Debian ``linux-libc-dev`` 7.2.13; reference/kernel-abi.md §3.2, §7)
 Proposed and not merged (reference/kernel-abi.md §5, thread "SEV-SNP: Add KVM support for
 attestation and KVM_EXIT_COCO" and its successors):
 
-=========  ==========  ============================  ===================================
-revision   date        exit                          layout
-=========  ==========  ============================  ===================================
-v1         2024-06-21  ``KVM_EXIT_COCO`` 40          ``nr`` u8, ``req_certs {gfn u64,
-                                                     npages u32, ret u32}``, 24 bytes
-v2         2024-11-19  ``KVM_EXIT_COCO`` 40          ``nr`` u8, ``ret`` u32 in the header,
-                                                     ``req_certs {gfn, npages u32}``, 32 B
-v3..v5     2024-12 ..  ``KVM_EXIT_SNP_REQ_CERTS`` 40 ``{gfn u64, npages u32, ret u32}``
-           2025-02-19
-v6         2025-04-28  ``KVM_EXIT_SNP_REQ_CERTS`` 40 ``{gfn, npages, ret}`` u64
-v7         2026-01-09  ``KVM_EXIT_SNP_REQ_CERTS`` 42 ``{gpa, npages, ret}`` u64 (merged as 43)
-=========  ==========  ============================  ===================================
+=========  ==========  ==============================  ===================================
+revision   date        exit                            layout
+=========  ==========  ==============================  ===================================
+v1         2024-06-21  ``KVM_EXIT_COCO`` 40            ``nr`` u8, ``req_certs {gfn u64,
+                                                       npages u32, ret u32}``, 24 bytes
+v2         2024-11-19  ``KVM_EXIT_COCO`` 40            ``nr`` u8, ``ret`` u32 in the header,
+                                                       ``req_certs {gfn, npages u32}``, 32 B
+v3         2024-12-18  ``KVM_EXIT_SNP_REQ_CERTS`` 40   ``{gfn u64, npages u32, ret u32}``
+v4         2025-01-20  ``KVM_EXIT_SNP_REQ_CERTS`` 40   as v3
+v5         2025-02-19  ``KVM_EXIT_SNP_REQ_CERTS`` 40   as v3
+v6         2025-04-28  ``KVM_EXIT_SNP_REQ_CERTS`` 40   ``{gfn, npages, ret}`` u64
+v7         2026-01-09  ``KVM_EXIT_SNP_REQ_CERTS`` 42   ``{gpa, npages, ret}`` u64 (merged as 43)
+=========  ==========  ==============================  ===================================
 
 v6 is read from ``[PATCH v6 1/2]`` <20250428195113.392303-2-michael.roth@amd.com> (its
 ``include/uapi/linux/kvm.h`` hunk: ``__u64 gfn``, ``KVM_EXIT_SNP_REQ_CERTS 40``) and
 ``[PATCH v6 2/2]`` <20250428195113.392303-3-michael.roth@amd.com>
-(``KVM_X86_SEV_SNP_REQ_CERTS 1``); ``gpa`` and attribute 2 came with v7. The v3 and v4
-posting dates are UNVERIFIED (not located on lore); v5 is
-<20250219151505.3538323-2-michael.roth@amd.com>, 2025-02-19.
+(``KVM_X86_SEV_SNP_REQ_CERTS 1``); ``gpa`` and attribute 2 came with v7. v3 is
+<20241218152226.1113411-1-michael.roth@amd.com>, v4
+<20250120215818.522175-2-huibo.wang@amd.com>, v5
+<20250219151505.3538323-2-michael.roth@amd.com> (the ABI parts in plugin.py name them).
 
 The C text in each class docstring is the header's (the proposals' flattened
 ``struct kvm_exit_coco`` members are named as the C members they mirror). The nested

@@ -201,6 +201,15 @@ GET_TDVMCALL_INFO = ExitDecoder(
     decode=_decode_get_tdvmcall_info,
     write=_write_tdvmcall_info,
     error_space=TDVMCALL,
+    # leaf is written back as decoded; r11..r14 only travel with SUCCESS
+    writes=(
+        "kvm_run.tdx.get_tdvmcall_info.ret",
+        "kvm_run.tdx.get_tdvmcall_info.leaf",
+        "kvm_run.tdx.get_tdvmcall_info.r11",
+        "kvm_run.tdx.get_tdvmcall_info.r12",
+        "kvm_run.tdx.get_tdvmcall_info.r13",
+        "kvm_run.tdx.get_tdvmcall_info.r14",
+    ),
 )
 #: Any other ``nr``: a VMM may answer it (``d.on(VendorSpecific, ...)``);
 #: otherwise it is handed back untouched and ``ret`` stays SUBFUNC_UNSUPPORTED.

@@ -263,6 +263,9 @@ def _run_model(env: DemoEnv, client: _RecordingClient, report: bytes) -> None:
 # -- robustness ----------------------------------------------------------------------------------
 
 
+_DELIBERATE = "robustness: a GetTdVmCallInfo handler that raises, then random registers"
+
+
 def _raise(request: TdvmcallInfoQuery, context: Any) -> CoCoStatus:
     raise RuntimeError("demo: a handler that fails")
 
@@ -345,7 +348,9 @@ def scenario(env: DemoEnv) -> None:
             client = _RecordingClient(QgsClient(UnixAddress(str(sock))))
             if env.backend == "kvm":
                 _run_kvm(env, client, report)
-                _robust_kvm(env, client)
+                with env.deliberate(_DELIBERATE):
+                    _robust_kvm(env, client)
             else:
                 _run_model(env, client, report)
-                _robust_model(env, client)
+                with env.deliberate(_DELIBERATE):
+                    _robust_model(env, client)

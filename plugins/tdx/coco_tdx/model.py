@@ -37,6 +37,8 @@ import struct
 
 from coco_core.plugin import (
     KVM_EXIT_HYPERCALL_LONG_MODE,
+    X86_64_REGISTERS,
+    CallExample,
     ExitImage,
     GuestCall,
     GuestCpu,
@@ -51,6 +53,7 @@ from coco_core.plugin import (
     ModelPart,
     SystemEventType,
     hypercall_ret,
+    kernels,
     pv_hypercall,
     run_offset,
     write_exit,
@@ -280,8 +283,19 @@ def _resume_kvm_hypercall(ctx: KernelContext, cpu: GuestCpu) -> GuestView:
     return _status(cpu, hypercall_ret(ctx.run))
 
 
+#: The generations the calls below model: the released kernels with KVM_EXIT_TDX (the
+#: 2025 separate-exit proposal is not modelled).
+_MODELLED = frozenset(k.name for k in kernels.released() if kernels.has(k.name, kernels.TDX_EXIT))
+
+
+def _example(name: str, **regs: int) -> CallExample:
+    """A TDG.VP.VMCALL<GHCI> guest state (R10 = 0) for the conformance kit."""
+    return CallExample(name=name, regs={"r10": 0, **regs}, generations=_MODELLED)
+
+
 MODEL = ModelPart(
     vendor="tdx",
+    registers=X86_64_REGISTERS,
     calls=(
         GuestCall(
             name="tdx.get_quote",
@@ -289,6 +303,14 @@ MODEL = ModelPart(
             "tdx.c tdx_get_quote",
             enter=_enter_get_quote,
             resume=_resume_simple,
+            examples=(
+                _example(
+                    "4 KiB shared buffer",
+                    r11=TdvmcallLeaf.GET_QUOTE,
+                    r12=0x1000 | DEFAULT_SHARED_BIT,
+                    r13=4096,
+                ),
+            ),
         ),
         GuestCall(
             name="tdx.get_tdvmcall_info",
@@ -296,6 +318,7 @@ MODEL = ModelPart(
             "KVM_EXIT_TDX",
             enter=_enter_get_tdvmcall_info,
             resume=_resume_get_tdvmcall_info,
+            examples=(_example("leaf 1", r11=TdvmcallLeaf.GET_TD_VM_CALL_INFO, r12=1),),
         ),
         GuestCall(
             name="tdx.setup_event_notify",
@@ -303,6 +326,9 @@ MODEL = ModelPart(
             "KVM_EXIT_TDX",
             enter=_enter_setup_event_notify,
             resume=_resume_simple,
+            examples=(
+                _example("vector 0x40", r11=TdvmcallLeaf.SETUP_EVENT_NOTIFY_INTERRUPT, r12=0x40),
+            ),
         ),
         GuestCall(
             name="tdx.map_gpa",
@@ -310,6 +336,17 @@ MODEL = ModelPart(
             "KVM_EXIT_HYPERCALL per 2 MiB; tdx.c tdx_map_gpa",
             enter=_enter_map_gpa,
             resume=_resume_map_gpa,
+            examples=(
+                _example(
+                    "4 MiB to shared",
+                    r11=TdvmcallLeaf.MAP_GPA,
+                    r12=0x200000 | DEFAULT_SHARED_BIT,
+                    r13=4 << 20,
+                ),
+                _example(
+                    "one page to private", r11=TdvmcallLeaf.MAP_GPA, r12=0x200000, r13=PAGE_SIZE
+                ),
+            ),
         ),
         GuestCall(
             name="tdx.report_fatal_error",
@@ -317,6 +354,9 @@ MODEL = ModelPart(
             "vp_enter_ret then 15 GPRs (tdx.c tdx_report_fatal_error)",
             enter=_enter_report_fatal_error,
             resume=None,
+            examples=(
+                _example("error code 0x10000", r11=TdvmcallLeaf.REPORT_FATAL_ERROR, r12=0x10000),
+            ),
         ),
         GuestCall(
             name="tdx.kvm_hypercall",
@@ -324,6 +364,18 @@ MODEL = ModelPart(
             "verbatim (tdx.c tdx_emulate_vmcall, complete_hypercall_exit; x86.c)",
             enter=_enter_kvm_hypercall,
             resume=_resume_kvm_hypercall,
+            examples=(
+                CallExample(
+                    name="MAP_GPA_RANGE: one page to private",
+                    regs={
+                        "r10": HypercallNr.MAP_GPA_RANGE,
+                        "r11": 0x200000,
+                        "r12": 1,
+                        "r13": MapGpaRangeAttr.ENCRYPTED,
+                    },
+                    generations=_MODELLED,
+                ),
+            ),
         ),
     ),
 )

@@ -128,6 +128,8 @@ def _proposal_part() -> AbiPart:
         ),
         order="2025-04",
         frame=KVM_RUN_FRAME,
+        renumbers="not merged: 41 and 42 went to KVM_EXIT_ARM_SEA and KVM_EXIT_ARM_LDST64B "
+        "(kernel-abi.md §1)",
     )
 
 
