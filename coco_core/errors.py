@@ -136,14 +136,24 @@ class UnexpectedExit(CoCoError):
 
 
 class CParseError(DecodeError):
-    """C text coco cannot read; the message names the line and what was expected.
+    """C text coco cannot read; the message names the file, the line and what was expected.
 
     :param line: the 1-based line of the text, if known.
+    :param source: the file the text came from, if known (``FILE:LINE: message``).
     """
 
-    def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(f"line {line}: {message}" if line is not None else message)
+    def __init__(self, message: str, line: int | None = None, source: str | None = None) -> None:
+        where = f"line {line}" if line is not None else ""
+        if source:
+            where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {message}" if where else message)
+        self.message = message
         self.line = line
+        self.source = source
+
+    def located(self, source: str) -> CParseError:
+        """The same error, naming ``source`` as its file (unless it names one already)."""
+        return self if self.source else CParseError(self.message, self.line, source)
 
 
 class CompilerUnavailable(CoCoError):
@@ -151,7 +161,16 @@ class CompilerUnavailable(CoCoError):
 
 
 class OracleError(CoCoError):
-    """The generated program did not compile or run (the message has gcc's output)."""
+    """The generated program did not compile or run.
+
+    :param message: one line: the first error gcc printed.
+    :param output: gcc's error lines, for a caller that reads them (the probes drop the
+        lines gcc rejects).
+    """
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
 
 
 class GoldenError(CoCoError):

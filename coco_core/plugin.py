@@ -35,8 +35,9 @@ What is here, by what it is for:
   :class:`GuestCpu` (register names: :data:`X86_64_REGISTERS`,
   :data:`RISCV_REGISTERS`),
   :class:`GuestView`, :class:`ExitImage`, :class:`KernelContext`,
-  :class:`GuestMemoryLike`, :class:`KvmRunRejected`, and the emulated TEE's
-  doorbell ports;
+  :class:`GuestMemoryLike`, :class:`KvmRunRejected`, the exit writer
+  :func:`write_exit`, KVM's PV hypercall path (:func:`pv_hypercall`,
+  :func:`hypercall_ret`), and the emulated TEE's doorbell ports;
 * errors: :class:`CoCoError` and the ones a plugin raises.
 
 Importing it loads no KVM backend and no demo: a demo scenario imports
@@ -72,6 +73,15 @@ from coco_core.errors import (
 )
 from coco_core.errorspace import ErrorSpace, Landing, UnknownCode
 from coco_core.generic.decoders import HYPERCALL_NR, SYSTEM_EVENT_TYPE, map_gpa_decoder
+from coco_core.generic.hypercall import (
+    KVM_EINVAL,
+    KVM_ENOSYS,
+    KVM_EPERM,
+    PV_HYPERCALL_ERRORS,
+    hypercall_ret,
+    pv_hypercall,
+    write_exit,
+)
 from coco_core.generic.kvmerrno import MAP_GPA_RANGE_ERRNO, MAP_GPA_RANGE_LEGACY, Errno
 from coco_core.generic.plugin import released_exits
 from coco_core.generic.uapi import (
@@ -149,12 +159,16 @@ __all__ = [
     "EXIT_UNION_SIZE",
     "GENERIC_MEMBERS",
     "HYPERCALL_NR",
+    "KVM_EINVAL",
+    "KVM_ENOSYS",
+    "KVM_EPERM",
     "KVM_EXIT_HYPERCALL_LONG_MODE",
     "KVM_RUN_FRAME",
     "KVM_RUN_SIZE",
     "LP64_LE",
     "MAP_GPA_RANGE_ERRNO",
     "MAP_GPA_RANGE_LEGACY",
+    "PV_HYPERCALL_ERRORS",
     "RISCV_REGISTERS",
     "S32",
     "S64",
@@ -226,10 +240,13 @@ __all__ = [
     "c_struct",
     "generic_union_members",
     "hookimpl",
+    "hypercall_ret",
     "kernels",
     "map_gpa_decoder",
+    "pv_hypercall",
     "released_exits",
     "run_offset",
     "struct_of",
     "union_of",
+    "write_exit",
 ]

@@ -32,7 +32,7 @@ from coco_core.kvm.runloop import (
 )
 from coco_core.kvm.serve import Fallback, coco_exit_handler
 from coco_core.kvm.structs import CpuidEntry2, DeviceAttr, MsrEntry, Regs, Sregs
-from coco_core.kvm.system import HostCapabilities, Kvm
+from coco_core.kvm.system import HostCapabilities, Kvm, device_attr_value
 from coco_core.kvm.vcpu import RunOutcome, Vcpu
 from coco_core.kvm.vm import GuestMemory, GuestRam, Vm
 
@@ -60,6 +60,7 @@ __all__ = [
     "Vm",
     "Watchdog",
     "coco_exit_handler",
+    "device_attr_value",
     "holds_exit",
     "install_kick_handler",
     "ioctls",

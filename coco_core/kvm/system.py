@@ -11,6 +11,7 @@ other than ``KVM_API_VERSION`` (12, ``include/uapi/linux/kvm.h``, Linux 7.2).
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import os
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from coco_core.kvm.structs import CpuidEntry2
     from coco_core.kvm.vm import Vm
 
-__all__ = ["HostCapabilities", "Kvm", "KvmUnavailable"]
+__all__ = ["HostCapabilities", "Kvm", "KvmUnavailable", "device_attr_value"]
 
 DEFAULT_PATH = "/dev/kvm"
 _CPUID_START_ENTRIES = 128  # grown on E2BIG (api.rst, KVM_GET_SUPPORTED_CPUID)
@@ -36,6 +37,23 @@ _CPUID_MAX_ENTRIES = 4096
 
 def _errno_text(err: int) -> str:
     return f"{errno.errorcode.get(err, str(err))}: {os.strerror(err)}"
+
+
+def device_attr_value(fd: int, group: int, attr: int) -> int | None:
+    """``KVM_GET_DEVICE_ATTR`` on ``fd``: the u64 KVM writes at ``attr->addr``, None if refused.
+
+    ``KVM_HAS_DEVICE_ATTR`` alone says only that the getter knows the attribute:
+    x86.c's ``kvm_x86_dev_has_attr()`` returns ``__kvm_x86_dev_get_attr()``'s result,
+    which is 0 for ``KVM_X86_SEV_SNP_REQ_CERTS`` even when SNP is disabled (sev.c
+    ``sev_dev_get_attr()``: ``*val = sev_snp_enabled ? 1 : 0; return 0;``).
+    """
+    value = ctypes.c_uint64(0)
+    arg = DeviceAttr(group, attr, addr=ctypes.addressof(value)).pack()
+    try:
+        fcntl.ioctl(fd, ioctls.KVM_GET_DEVICE_ATTR, arg)
+    except OSError:
+        return None
+    return value.value
 
 
 @attrs.frozen
@@ -59,7 +77,8 @@ class HostCapabilities:
     guest_memfd: bool
     #: ``KVM_CAP_GUEST_MEMFD_FLAGS`` (``GUEST_MEMFD_FLAG_*`` mask)
     guest_memfd_flags: int
-    #: ``KVM_HAS_DEVICE_ATTR`` on /dev/kvm, ``KVM_X86_GRP_SEV`` / ``KVM_X86_SEV_SNP_REQ_CERTS``
+    #: ``KVM_GET_DEVICE_ATTR`` on /dev/kvm, ``KVM_X86_GRP_SEV`` / ``KVM_X86_SEV_SNP_REQ_CERTS``
+    #: reads 1 (0 when SNP is disabled; the attribute's mere presence says nothing)
     snp_req_certs: bool
     #: ``KVM_CAP_SYSTEM_EVENT_DATA``
     system_event_data: bool
@@ -185,9 +204,10 @@ class Kvm:
             vm_memory_attributes=vm_attrs,
             guest_memfd=bool(self.check_extension(ioctls.KVM_CAP_GUEST_MEMFD)),
             guest_memfd_flags=self.check_extension(ioctls.KVM_CAP_GUEST_MEMFD_FLAGS),
-            snp_req_certs=self.has_device_attr(
-                ioctls.KVM_X86_GRP_SEV, ioctls.KVM_X86_SEV_SNP_REQ_CERTS
-            ),
+            snp_req_certs=device_attr_value(
+                self.fd, ioctls.KVM_X86_GRP_SEV, ioctls.KVM_X86_SEV_SNP_REQ_CERTS
+            )
+            == 1,
             system_event_data=bool(self.check_extension(ioctls.KVM_CAP_SYSTEM_EVENT_DATA)),
             memory_fault_info=bool(self.check_extension(ioctls.KVM_CAP_MEMORY_FAULT_INFO)),
             immediate_exit=bool(self.check_extension(ioctls.KVM_CAP_IMMEDIATE_EXIT)),

@@ -38,6 +38,7 @@ class Decl:
     name: str | None
     dims: tuple[str, ...]
     line: int
+    align: int | None = None  #: ``__attribute__((aligned(N)))`` after the declarator
 
 
 @attrs.frozen
@@ -399,8 +400,8 @@ class Parser:
                     f"(e.g. a {tref.name} flags word) and describe the bits separately",
                     nxt.line,
                 )
-            self.parse_attributes()
-            decls.append(Decl(tref, name, tuple(dims), t.line))
+            _, align = self.parse_attributes()
+            decls.append(Decl(tref, name, tuple(dims), t.line, align))
             sep = self.take()
             if sep.text == ";":
                 return decls

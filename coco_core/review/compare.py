@@ -16,8 +16,11 @@
 
 Pairing rule for union members: members that decode the same neutral request
 (the ``request_type`` of the decoders reading them) are paired, preferring
-equal names; then members with equal names; then, where one side has no
-decoders (an imported header), the member sharing most field names. An
+equal names; then, against a file, the member whose ``/* KVM_EXIT_* */`` comment
+names an exit number the other side's decoders read (how ``kvm_run``'s anonymous
+members ``io``, ``hypercall``... are found); then members with equal names; then,
+where one side has no decoders (an imported header), the member sharing most
+field names. An
 explicit ``pairs={"coco": "snp_req_certs"}`` overrides all of that.
 
 How the requests moved across every registered ABI is
@@ -27,14 +30,17 @@ How the requests moved across every registered ABI is
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import attrs
 
 from coco_core.abi import Abi, CompletionDuty, ExitDecoder
+from coco_core.errors import ConfigurationError
 from coco_core.errorspace import ErrorSpace
-from coco_core.generic.uapi import EXIT_UNION_OFFSET, GENERIC_MEMBERS
 from coco_core.layout import Layout
+from coco_core.review.fields import FieldChange, compare_layouts, leaves
+from coco_core.review.imported import ImportedAbi
 from coco_core.status import CoCoStatus
 
 __all__ = [
@@ -51,100 +57,8 @@ __all__ = [
     "member_requests",
 ]
 
-_UNION = EXIT_UNION_OFFSET
-_PADDING_NAMES = ("pad", "padding", "reserved", "rsvd")
-_GENERIC = GENERIC_MEMBERS
-
-
-@attrs.frozen
-class ImportedAbi:
-    """A layout read from a C header or a patch, to compare against an ABI.
-
-    It has union members and exit numbers (``KVM_EXIT_*`` defines) only: no
-    decoders, error spaces or duties.
-    """
-
-    name: str
-    source: str
-    union_members: Mapping[str, Layout]
-    exits: Mapping[str, int] = attrs.field(factory=dict)
-    notes: tuple[str, ...] = ()
-
-    @property
-    def decoders(self) -> tuple[ExitDecoder, ...]:
-        """Always empty: a header carries no decoders."""
-        return ()
-
-    @property
-    def error_spaces(self) -> tuple[ErrorSpace, ...]:
-        """Always empty."""
-        return ()
-
-    @property
-    def duties(self) -> tuple[CompletionDuty, ...]:
-        """Always empty."""
-        return ()
-
-    @property
-    def discriminators(self) -> dict[int, Any]:
-        """Always empty."""
-        return {}
-
 
 AnyAbi = Abi | ImportedAbi
-
-
-@attrs.frozen
-class _Leaf:
-    path: str  #: relative to the member ("req_certs.gfn")
-    offset: int  #: relative to the member
-    size: int
-    type: str
-
-    @property
-    def leaf(self) -> str:
-        return self.path.rsplit(".", 1)[-1]
-
-    @property
-    def padding(self) -> bool:
-        return self.leaf.startswith(_PADDING_NAMES)
-
-
-@attrs.frozen
-class FieldChange:
-    """One field of a member pair: what changed between side A and side B.
-
-    ``kinds`` ⊂ {added, removed, renamed, moved, retyped, widened, narrowed};
-    offsets are relative to the member (add 32 for ``kvm_run``).
-    """
-
-    kinds: tuple[str, ...]
-    path_a: str | None
-    path_b: str | None
-    offset_a: int | None = None
-    offset_b: int | None = None
-    size_a: int | None = None
-    size_b: int | None = None
-    type_a: str | None = None
-    type_b: str | None = None
-
-    def describe(self) -> str:
-        """One line for people."""
-        if self.kinds == ("added",):
-            return f"added {self.path_b} ({self.type_b} at +{self.offset_b})"
-        if self.kinds == ("removed",):
-            return f"removed {self.path_a} ({self.type_a} at +{self.offset_a})"
-        parts: list[str] = []
-        if "renamed" in self.kinds:
-            parts.append(f"renamed {self.path_a} -> {self.path_b}")
-        else:
-            parts.append(f"{self.path_b}:")
-        if "moved" in self.kinds:
-            parts.append(f"moved +{self.offset_a} -> +{self.offset_b}")
-        for k in ("widened", "narrowed", "retyped"):
-            if k in self.kinds:
-                parts.append(f"{k} {self.type_a} -> {self.type_b}")
-        return " ".join(parts)
 
 
 @attrs.frozen
@@ -155,7 +69,7 @@ class MemberComparison:
     member_b: str | None
     size_a: int | None
     size_b: int | None
-    paired_by: str  #: "request", "name", "fields", "explicit", "" if unpaired
+    paired_by: str  #: "request", "exit", "name", "fields", "explicit", "" if unpaired
     changes: tuple[FieldChange, ...]
 
     @property
@@ -294,11 +208,23 @@ def member_requests(abi: AnyAbi) -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in out.items()}
 
 
-def leaves(lay: Layout) -> list[_Leaf]:
-    """Every leaf field of a member layout, paths and offsets relative to the member."""
-    return [
-        _Leaf(p.partition(".")[2], off, size, ctype) for p, off, size, ctype in lay.flatten("m")
-    ]
+def member_exits(abi: AnyAbi) -> dict[str, frozenset[int]]:
+    """Union member → the exit numbers it is read for.
+
+    A registered ABI: the reasons of the decoders reading the member. A file: the
+    ``/* KVM_EXIT_* */`` comment above the member, by the numbers the file defines.
+    """
+    if isinstance(abi, ImportedAbi):
+        return {
+            m: frozenset(abi.exits[n] for n in names if n in abi.exits)
+            for m, names in abi.member_exits.items()
+        }
+    out: dict[str, set[int]] = {}
+    for dec in abi.decoders:
+        m = _member_of(abi, dec, abi.union_members)
+        if m is not None:
+            out.setdefault(m, set()).add(dec.reason)
+    return {k: frozenset(v) for k, v in out.items()}
 
 
 def _pair_members(
@@ -320,20 +246,31 @@ def _pair_members(
         used_a.add(x)
         used_b.add(y)
 
+    def pair_sharing(
+        sa: Mapping[str, AbstractSet[object]], sb: Mapping[str, AbstractSet[object]], how: str
+    ) -> None:
+        """Pair each member with one whose set shares an element, the same name first."""
+        for x in ma:
+            if x in used_a or not sa.get(x):
+                continue
+            cands = [y for y in mb if y not in used_b and sa[x] & sb.get(y, frozenset())]
+            if cands:
+                pair(x, x if x in cands else cands[0], how)
+
     for x, y in explicit.items():
         pair(x, y, "explicit")
-    # 1. same neutral request, equal names first
-    for x in ma:
-        if x in used_a or not ra.get(x):
-            continue
-        cands = [y for y in mb if y not in used_b and ra[x] & rb.get(y, frozenset())]
-        if cands:
-            pair(x, x if x in cands else cands[0], "request")
-    # 2. equal names
+    # 1. same neutral request
+    pair_sharing(ra, rb, "request")
+    # 2. a file's member read for the same exit number (its /* KVM_EXIT_* */ comment):
+    #    the anonymous members of kvm_run's union
+    files = isinstance(a, ImportedAbi) or isinstance(b, ImportedAbi)
+    xa, xb = (member_exits(a), member_exits(b)) if files else ({}, {})
+    pair_sharing(xa, xb, "exit")
+    # 3. equal names
     for x in ma:
         if x not in used_a and x in mb and x not in used_b:
             pair(x, x, "name")
-    # 3. shared field names, where one side cannot say what it decodes: the most
+    # 4. shared field names, where one side cannot say what it decodes: the most
     #    similar pairs first, over all members (not greedily in header order,
     #    which let `hypercall` take a struct that shares only `ret` and `flags`
     #    with it from `snp_req_certs`, which shares `gpa`, `npages`, `ret`)
@@ -344,6 +281,8 @@ def _pair_members(
         names_a = {leaf.leaf for leaf in leaves(lay_a) if not leaf.padding}
         for y, lay_b in mb.items():
             if y in used_b or (ra.get(x) and rb.get(y)):
+                continue
+            if xa.get(x) and xb.get(y):  # both read for known exits, and not the same ones
                 continue
             names_b = {leaf.leaf for leaf in leaves(lay_b) if not leaf.padding}
             common = len(names_a & names_b)
@@ -365,98 +304,7 @@ def _pair_members(
 
 
 def _config(msg: str, known: Iterable[str]) -> Exception:
-    from coco_core.errors import ConfigurationError
-
     return ConfigurationError(f"{msg}; members: {', '.join(known) or 'none'}")
-
-
-def _widening(ta: str, tb: str, sa: int, sb: int) -> str:
-    if ta == tb:
-        return ""
-    if sb > sa:
-        return "widened"
-    if sb < sa:
-        return "narrowed"
-    return "retyped"
-
-
-def compare_layouts(a: Layout, b: Layout) -> tuple[FieldChange, ...]:
-    """Field-level changes from member layout ``a`` to ``b`` (offsets relative)."""
-    la, lb = leaves(a), leaves(b)
-    matched: list[tuple[_Leaf, _Leaf]] = []
-    rest_a = list(la)
-    rest_b = list(lb)
-
-    def take(fa: _Leaf, fb: _Leaf) -> None:
-        matched.append((fa, fb))
-        rest_a.remove(fa)
-        rest_b.remove(fb)
-
-    # full relative path, then a unique leaf name
-    for fb in list(rest_b):
-        fa = next((x for x in rest_a if x.path == fb.path), None)
-        if fa is not None:
-            take(fa, fb)
-    for fb in list(rest_b):
-        same = [x for x in rest_a if x.leaf == fb.leaf]
-        if len(same) == 1 and sum(1 for y in rest_b if y.leaf == fb.leaf) == 1:
-            take(same[0], fb)
-    # renamed: same offset and size
-    for fb in list(rest_b):
-        fa = next(
-            (x for x in rest_a if (x.offset, x.size) == (fb.offset, fb.size) and not x.padding),
-            None,
-        )
-        if fa is not None and not fb.padding:
-            take(fa, fb)
-    # renamed and moved: the only remaining non-padding field of that type
-    for fb in list(rest_b):
-        if fb.padding:
-            continue
-        cand_a = [x for x in rest_a if x.type == fb.type and not x.padding]
-        cand_b = [y for y in rest_b if y.type == fb.type and not y.padding]
-        if len(cand_a) == 1 and len(cand_b) == 1:
-            take(cand_a[0], fb)
-    out: list[FieldChange] = []
-    for fa, fb in matched:
-        kinds: list[str] = []
-        if fa.path != fb.path:
-            kinds.append("renamed")
-        if fa.offset != fb.offset:
-            kinds.append("moved")
-        w = _widening(fa.type, fb.type, fa.size, fb.size)
-        if w:
-            kinds.append(w)
-        if kinds:
-            out.append(
-                FieldChange(
-                    tuple(kinds),
-                    fa.path,
-                    fb.path,
-                    fa.offset,
-                    fb.offset,
-                    fa.size,
-                    fb.size,
-                    fa.type,
-                    fb.type,
-                )
-            )
-    for fa in rest_a:
-        out.append(
-            FieldChange(("removed",), fa.path, None, fa.offset, None, fa.size, None, fa.type)
-        )
-    for fb in rest_b:
-        out.append(
-            FieldChange(("added",), None, fb.path, None, fb.offset, None, fb.size, None, fb.type)
-        )
-    order = {leaf.path: i for i, leaf in enumerate(lb)}
-    order_a = {leaf.path: i for i, leaf in enumerate(la)}
-    return tuple(
-        sorted(
-            out,
-            key=lambda c: (order.get(c.path_b or "", 10_000 + order_a.get(c.path_a or "", 0)),),
-        )
-    )
 
 
 # -- spaces ---------------------------------------------------------------------------
@@ -533,11 +381,11 @@ def compare_abis(a: AnyAbi, b: AnyAbi, *, pairs: Mapping[str, str] | None = None
         )
     ea, eb = a.exits, b.exits
     names = ea.keys() | eb.keys()
-    if isinstance(a, ImportedAbi) or isinstance(b, ImportedAbi):
+    if _partial(a) or _partial(b):
         # A header excerpt or a patch defines a few exits, not the whole list: compare
         # the names it defines and any number it gives that the other side uses.
-        part = dict(ea) if isinstance(a, ImportedAbi) else dict(eb)
-        other = eb if isinstance(a, ImportedAbi) else ea
+        part = dict(ea) if _partial(a) else dict(eb)
+        other = eb if _partial(a) else ea
         taken = {num: n for n, num in other.items()}
         names = set(part) | {taken[num] for num in part.values() if num in taken}
     exits = tuple(
@@ -560,19 +408,50 @@ def compare_abis(a: AnyAbi, b: AnyAbi, *, pairs: Mapping[str, str] | None = None
         for e in sorted(dmap_a.keys() | dmap_b.keys())
         if dmap_a.get(e) != dmap_b.get(e)
     )
-    notes: list[str] = []
+    notes: list[str] = [
+        f"{side.name}: {mail}"
+        for side in (a, b)
+        if isinstance(side, ImportedAbi)
+        for mail in side.series
+    ]
     for side, rest in ((a, b), (b, a)):
-        if isinstance(side, ImportedAbi) and not isinstance(rest, ImportedAbi):
-            # A file declares a struct or two, not a whole ABI: what only the registered
-            # side has is not a difference, so name it once instead of listing it.
-            left_out = [m.member_a or m.member_b for m in members if _only_on(m, rest)]
-            members = [m for m in members if not _only_on(m, rest)]
-            duties = ()
-            if left_out:
-                notes.append(
-                    f"{side.name} declares no {', '.join(str(x) for x in left_out)} "
-                    f"(members of {rest.name} not compared); no completion duties"
-                )
+        if not isinstance(side, ImportedAbi) or _partial(rest):
+            continue
+        duties = ()
+        only_rest = [m for m in members if _only_on(m, rest)]
+        if side.whole:
+            # kvm_run from a header: a registered member it lacks is a difference, unless
+            # the header's member could not be laid out (then nothing can be said).
+            for m in only_rest:
+                name = str(m.member_a or m.member_b)
+                if name in side.errors:
+                    raise ConfigurationError(
+                        f"{rest.name} member {name!r} cannot be compared: {side.errors[name]}"
+                    )
+            only_side = (
+                []  # two whole headers: every member counts
+                if isinstance(rest, ImportedAbi)
+                else [m for m in members if _only_on(m, side)]
+            )
+            members = [m for m in members if m not in only_side]
+            left = ", ".join(str(m.member_a or m.member_b) for m in only_side)
+            notes.append(
+                f"{side.name}: {len(only_side)} exit-union member(s) {rest.name} does not "
+                f"register, not compared ({left or 'none'}); a header has no completion duties"
+            )
+            notes.extend(
+                f"{side.name}: member {m} not laid out: {err}" for m, err in side.errors.items()
+            )
+            continue
+        # A file declares a struct or two, not a whole ABI: what only the other side has
+        # is not a difference, so name it once instead of listing it.
+        members = [m for m in members if m not in only_rest]
+        left = ", ".join(str(m.member_a or m.member_b) for m in only_rest)
+        if left:
+            notes.append(
+                f"{side.name} declares no {left} (members of {rest.name} not compared); "
+                "no completion duties"
+            )
     return AbiComparison(
         a.name,
         b.name,
@@ -583,6 +462,11 @@ def compare_abis(a: AnyAbi, b: AnyAbi, *, pairs: Mapping[str, str] | None = None
         tuple(renumbered),
         tuple(notes),
     )
+
+
+def _partial(abi: AnyAbi) -> bool:
+    """True for a file that declares part of an ABI (a struct, a patch), not ``kvm_run``."""
+    return isinstance(abi, ImportedAbi) and not abi.whole
 
 
 def _only_on(m: MemberComparison, abi: AnyAbi) -> bool:

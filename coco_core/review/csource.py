@@ -1,9 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """The text of a header or a patch, as the C parser reads it: lines, comments, directives, tokens.
 
-A patch contributes its new side only (``+`` and context lines); preprocessor
-conditionals keep their members (the userspace view) and are noted, except
-blocks guarded by a macro the caller names as undefined.
+Which lines of a patch, an excerpt or a series of mails are read is
+:mod:`coco_core.review.patches`' business; this module takes those lines.
+Preprocessor conditionals keep their members (the userspace view) and are noted,
+except blocks guarded by a macro the caller names as undefined. Each ``#define``
+is recorded with the brace depth it appears at, so a caller can tell the file-scope
+``KVM_EXIT_*`` exit reasons from the sub-values a struct defines inside itself
+(``KVM_EXIT_IO_IN`` in ``kvm_run``); comments are kept per line, so a member of
+``kvm_run``'s exit union can be found by its ``/* KVM_EXIT_* */`` comment.
 """
 
 from __future__ import annotations
@@ -15,58 +20,15 @@ import attrs
 from coco_core.errors import CParseError
 
 __all__ = [
+    "Define",
     "Directive",
     "Tok",
     "directive",
-    "is_patch",
-    "source_lines",
+    "line_comments",
     "split_directives",
     "strip_comments",
     "tokens",
 ]
-
-# -- source lines ---------------------------------------------------------------------
-
-_DIFF_HEADER = re.compile(r"^(diff --git |index |--- |\+\+\+ |new file mode|deleted file mode)")
-
-
-def is_patch(lines: list[str]) -> bool:
-    return any(ln.startswith("@@ ") for ln in lines) and any(
-        ln.startswith(("--- ", "+++ ", "diff --git ")) for ln in lines
-    )
-
-
-def source_lines(text: str) -> tuple[list[tuple[int, str]], bool, list[tuple[int, int]]]:
-    """``(line number, text)`` of the lines to read, whether it is a patch, hunk spans."""
-    lines = text.splitlines()
-    if not is_patch(lines):
-        return list(enumerate(lines, 1)), False, []
-    out: list[tuple[int, str]] = []
-    hunks: list[tuple[int, int]] = []
-    in_hunk = False
-    for no, ln in enumerate(lines, 1):
-        if ln.startswith("@@ "):
-            in_hunk = True
-            hunks.append((len(out), len(out)))
-            continue
-        if not in_hunk:
-            continue
-        if _DIFF_HEADER.match(ln) or (ln.startswith("-- ") and ln.strip() == "--"):
-            in_hunk = False
-            continue
-        if ln.startswith(("+", " ")):
-            out.append((no, ln[1:]))
-        elif ln == "":
-            out.append((no, ""))
-        elif ln.startswith(("-", "\\")):
-            continue
-        else:
-            in_hunk = False
-            continue
-        start, _ = hunks[-1]
-        hunks[-1] = (start, len(out))
-    return out, True, hunks
-
 
 # -- tokens ---------------------------------------------------------------------------
 
@@ -80,6 +42,42 @@ TOKEN = re.compile(
 class Tok:
     text: str
     line: int
+
+
+@attrs.frozen
+class Define:
+    """A ``#define NAME value``: where it is and how deep in braces (0: file scope)."""
+
+    name: str
+    value: str
+    line: int
+    depth: int
+
+
+def line_comments(lines: list[tuple[int, str]]) -> dict[int, str]:
+    """The text of the comments that end on each line (``/* ... */`` and ``//``)."""
+    out: dict[int, str] = {}
+    open_text: list[str] | None = None
+    for no, ln in lines:
+        i = 0
+        while i < len(ln):
+            if open_text is not None:
+                end = ln.find("*/", i)
+                open_text.append(ln[i : len(ln) if end < 0 else end])
+                if end < 0:
+                    break
+                out[no] = (out.get(no, "") + " " + " ".join(open_text)).strip()
+                open_text = None
+                i = end + 2
+            elif ln.startswith("/*", i):
+                open_text = []
+                i += 2
+            elif ln.startswith("//", i):
+                out[no] = (out.get(no, "") + " " + ln[i + 2 :]).strip()
+                break
+            else:
+                i += 1
+    return out
 
 
 def strip_comments(lines: list[tuple[int, str]]) -> list[tuple[int, str]]:
@@ -150,16 +148,17 @@ def tokens(
     directives: list[Directive],
     undefined: frozenset[str],
     notes: list[str],
-    defines_raw: list[tuple[str, str, int]],
+    defines_raw: list[Define],
 ) -> list[Tok]:
     out: list[Tok] = []
     d_index = 0
     dropped: list[bool] = []
+    depth = 0
     for no, ln in code:
         if ln == "\x00":
             d = directives[d_index]
             d_index += 1
-            directive(d, dropped, undefined, notes, defines_raw)
+            directive(d, dropped, undefined, notes, defines_raw, depth=depth)
             continue
         if any(dropped):
             continue
@@ -170,7 +169,9 @@ def tokens(
             m = TOKEN.match(ln, pos)
             if m is None:
                 raise CParseError(f"unexpected character {ln[pos:].strip()[:1]!r}", no)
-            out.append(Tok(m.group(0).strip(), no))
+            tok = Tok(m.group(0).strip(), no)
+            depth += {"{": 1, "}": -1}.get(tok.text, 0)
+            out.append(tok)
             pos = m.end()
     return out
 
@@ -180,7 +181,9 @@ def directive(
     dropped: list[bool],
     undefined: frozenset[str],
     notes: list[str],
-    defines_raw: list[tuple[str, str, int]],
+    defines_raw: list[Define],
+    *,
+    depth: int = 0,
 ) -> None:
     m = re.match(r"#\s*(\w+)\s*(.*)$", d.text)
     if m is None:
@@ -203,4 +206,4 @@ def directive(
     elif word == "define" and not any(dropped):
         dm = re.match(r"([A-Za-z_]\w*)(\(?)\s*(.*)$", rest)
         if dm is not None and not dm.group(2):
-            defines_raw.append((dm.group(1), dm.group(3).strip(), d.line))
+            defines_raw.append(Define(dm.group(1), dm.group(3).strip(), d.line, max(depth, 0)))

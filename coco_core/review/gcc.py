@@ -34,10 +34,12 @@ from coco_core.review.render import render_c
 
 __all__ = [
     "CompilerUnavailable",
+    "KvmHeader",
     "Mismatch",
     "OracleError",
     "compare_with_gcc",
     "find_header_dir",
+    "find_kvm_header",
     "gcc_offsets",
     "header_defines",
     "header_offsets",
@@ -163,8 +165,10 @@ def _compile_and_run(source: str, cc: str, flags: Iterable[str] = ()) -> str:
         cmd = [compiler, "-std=gnu11", "-O0", "-w", *flags, "-o", str(exe), str(src)]
         res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
         if res.returncode != 0:
-            errors = [ln for ln in res.stderr.splitlines() if ": error" in ln]
-            raise OracleError(f"{cc} failed:\n" + "\n".join(errors[:40] or [res.stderr[-2000:]]))
+            lines = res.stderr.splitlines()
+            errors = [ln for ln in lines if ": error" in ln or ": fatal error" in ln]
+            first = next(iter(errors), next((ln for ln in reversed(lines) if ln.strip()), ""))
+            raise OracleError(f"{cc} failed: {first}", "\n".join(errors or lines[-40:]))
         run = subprocess.run([str(exe)], capture_output=True, text=True, check=False, timeout=60)
         if run.returncode != 0:
             raise OracleError(f"probe program failed: {run.stderr.strip()}")
@@ -207,32 +211,66 @@ def compare_with_gcc(layout: Layout, prefix: str, *, cc: str = "gcc") -> list[Mi
 # -- a real header --------------------------------------------------------------------
 
 
-def find_header_dir(path: str | os.PathLike[str]) -> Path:
-    """The include directory holding ``linux/kvm.h`` for ``path``.
+@attrs.frozen
+class KvmHeader:
+    """A ``kvm.h`` to probe: the file, and the include root its ``<asm/kvm.h>`` is under."""
 
-    ``path`` may be that directory, a tree with ``usr/include/linux/kvm.h`` or
-    ``include/linux/kvm.h``, or the ``kvm.h`` file itself.
+    file: Path
+    include: Path
 
-    :raises OracleError: no ``linux/kvm.h`` there.
+    def flags(self) -> list[str]:
+        """The ``-I`` flags: the root and, when there, Debian's ``x86_64-linux-gnu``."""
+        flags = ["-I", str(self.include)]
+        multiarch = self.include / "x86_64-linux-gnu"
+        if multiarch.is_dir():
+            flags += ["-I", str(multiarch)]
+        return flags
+
+
+def find_kvm_header(path: str | os.PathLike[str]) -> KvmHeader:
+    """The ``kvm.h`` that ``path`` names.
+
+    ``path`` may be the file itself (any name: ``ROOT/linux/kvm.h``, a patched copy
+    ``/tmp/kvm-v8.h``), an include directory (``ROOT`` with ``linux/kvm.h``), a tree
+    with ``usr/include/linux/kvm.h`` or ``include/linux/kvm.h`` (a ``dpkg -x`` of
+    ``linux-libc-dev``, a kernel's ``make headers_install``), or the folder holding
+    ``kvm.h`` (the ``linux/`` folder itself). The include root is the folder above
+    ``linux/``, or the file's own folder when it is not in one.
+
+    :raises OracleError: no ``kvm.h`` there.
     """
     p = Path(path)
-    if p.is_file() and p.name == "kvm.h" and p.parent.name == "linux":
-        return p.parent.parent
+    if p.is_file():
+        root = p.parent.parent if p.parent.name == "linux" else p.parent
+        return KvmHeader(p, root)
     for cand in (p, p / "usr" / "include", p / "include"):
         if (cand / "linux" / "kvm.h").is_file():
-            return cand
+            return KvmHeader(cand / "linux" / "kvm.h", cand)
+    if (p / "kvm.h").is_file():
+        return KvmHeader(p / "kvm.h", p.parent if p.name == "linux" else p)
     raise OracleError(
-        f"{p}: no linux/kvm.h there (expected DIR/usr/include/linux/kvm.h, "
-        "DIR/include/linux/kvm.h, or the kvm.h file)"
+        f"{p}: no kvm.h there (expected the kvm.h file, an include dir with linux/kvm.h, "
+        "DIR/usr/include/linux/kvm.h, DIR/include/linux/kvm.h, or a folder holding kvm.h)"
     )
 
 
-def _include_flags(include: Path) -> list[str]:
-    flags = ["-I", str(include)]
-    multiarch = include / "x86_64-linux-gnu"
-    if multiarch.is_dir():
-        flags += ["-I", str(multiarch)]
-    return flags
+def find_header_dir(path: str | os.PathLike[str]) -> Path:
+    """The include root of the ``kvm.h`` ``path`` names (see :func:`find_kvm_header`).
+
+    :raises OracleError: no ``kvm.h`` there.
+    """
+    return find_kvm_header(path).include
+
+
+def _quoted(file: Path) -> str:
+    """``"FILE"`` for ``#include``: the file itself, whatever its name or folder.
+
+    :raises OracleError: the path holds a ``"`` or a newline (C has no escape there).
+    """
+    text = str(file.resolve())
+    if '"' in text or "\n" in text:
+        raise OracleError(f"{text!r}: a path with '\"' or a newline cannot be #included")
+    return f'"{text}"'
 
 
 _ERR_LINE = re.compile(r"probe\.c:(\d+):\d+: error")
@@ -245,18 +283,18 @@ def _probe_lines(
 
     Returns ``{key: printed value}`` for the lines that compiled.
     """
-    include = find_header_dir(header_dir)
-    flags = _include_flags(include)
+    header = find_kvm_header(header_dir)
+    flags = header.flags()
     keys = list(lines)
     for _ in range(len(keys) + 1):
-        head = "#include <stddef.h>\n#include <stdio.h>\n#include <linux/kvm.h>\n"
+        head = f"#include <stddef.h>\n#include <stdio.h>\n#include {_quoted(header.file)}\n"
         head += "int main(void)\n{\n"
         first = head.count("\n") + 1
         src = head + "\n".join(lines[k] for k in keys) + "\n\treturn 0;\n}\n"
         try:
             stdout = _compile_and_run(src, cc, flags)
         except OracleError as exc:
-            bad = {int(n) - first for n in _ERR_LINE.findall(str(exc))}
+            bad = {int(n) - first for n in _ERR_LINE.findall(exc.output)}
             bad = {b for b in bad if 0 <= b < len(keys)}
             if not bad:
                 raise
@@ -311,11 +349,11 @@ def header_defines(
 
 
 def _probe_defines(header_dir: str | os.PathLike[str], names: list[str], cc: str) -> dict[str, int]:
-    include = find_header_dir(header_dir)
-    flags = _include_flags(include)
+    header = find_kvm_header(header_dir)
+    flags = header.flags()
     keep = list(names)
     for _ in range(len(names) + 1):
-        parts = ["#include <stdio.h>", "#include <linux/kvm.h>", "int main(void)", "{"]
+        parts = ["#include <stdio.h>", f"#include {_quoted(header.file)}", "int main(void)", "{"]
         index: dict[int, str] = {}
         for n in keep:
             parts.append(f"#ifdef {n}")
@@ -326,7 +364,7 @@ def _probe_defines(header_dir: str | os.PathLike[str], names: list[str], cc: str
         try:
             stdout = _compile_and_run("\n".join(parts), cc, flags)
         except OracleError as exc:
-            bad = {index.get(int(n)) for n in _ERR_LINE.findall(str(exc))}
+            bad = {index.get(int(n)) for n in _ERR_LINE.findall(exc.output)}
             bad.discard(None)
             if not bad:
                 raise

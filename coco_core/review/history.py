@@ -36,6 +36,8 @@ class HistoryEntry:
     member: str | None
     fields: tuple[tuple[str, int, int, str], ...]  #: (path, offset, size, type)
     changes: tuple[str, ...] = ()  #: what changed since the previous ABI with this request
+    #: the completion rules of those exits: ``EXIT: field: what KVM does; rejects: ...``
+    duties: tuple[str, ...] = ()
 
 
 def _exit_numbers(abi: AnyAbi, decs: Sequence[ExitDecoder]) -> tuple[tuple[str, int], ...]:
@@ -47,13 +49,32 @@ def _exit_numbers(abi: AnyAbi, decs: Sequence[ExitDecoder]) -> tuple[tuple[str, 
     return tuple(sorted(out.items(), key=lambda kv: kv[1]))
 
 
+def _base(name: str) -> str:
+    """``KVM_EXIT_TDX`` of ``KVM_EXIT_TDX/GET_QUOTE`` or ``KVM_EXIT_HYPERCALL/... (SNP PSC)``."""
+    return name.split("/", 1)[0].split(" ", 1)[0]
+
+
+def _duties(abi: Abi, decs: Sequence[ExitDecoder]) -> tuple[str, ...]:
+    """The completion rules of the exits ``decs`` read, as one line each."""
+    names = {d.name for d in decs}
+    bases = {_base(d.name) for d in decs}
+    out = []
+    for duty in abi.duties:
+        named = duty.exit_name in names or any(duty.exit_name.startswith(f"{n} ") for n in names)
+        if named or (_base(duty.exit_name) in bases and "/" not in duty.exit_name):
+            rule = f"{duty.exit_name}: {duty.field}: {duty.kernel_action}"
+            out.append(rule + (f"; rejects: {duty.rejects}" if duty.rejects else ""))
+    return tuple(out)
+
+
 def history(registry: Registry, *, requests: Iterable[str] | None = None) -> list[HistoryEntry]:
     """How the CoCo requests moved across every registered ABI, in :attr:`Abi.order`.
 
     For each request kind (``certificate``, ``quote``, ...) and each ABI that
     decodes it: the exit names and numbers, the union member, its fields, and
     what changed since the previous ABI with that request (exit number,
-    member, renamed/moved/widened fields).
+    member, renamed/moved/widened fields, and each completion rule that is new
+    or different: what KVM does with the answer and what it rejects).
     """
     wanted = set(requests) if requests is not None else None
     abis = sorted(registry.abis.values(), key=lambda x: (x.order, x.name))
@@ -77,7 +98,9 @@ def history(registry: Registry, *, requests: Iterable[str] | None = None) -> lis
                 for leaf in (leaves(lay) if lay is not None else [])
             )
             exits = _exit_numbers(abi, decs)
-            entry = HistoryEntry(kind, abi.name, abi.order, exits, member, fields)
+            entry = HistoryEntry(
+                kind, abi.name, abi.order, exits, member, fields, duties=_duties(abi, decs)
+            )
             prev = last.get(kind)
             if prev is not None:
                 entry = attrs.evolve(entry, changes=_changes(prev[0], prev[1], abi, entry))
@@ -97,6 +120,7 @@ def _changes(pa: Abi, pe: HistoryEntry, abi: Abi, e: HistoryEntry) -> tuple[str,
     if pe.member and e.member:
         la, lb = pa.union_members[pe.member], abi.union_members[e.member]
         out.extend(ch.describe() for ch in compare_layouts(la, lb))
+    out.extend(f"completion {rule}" for rule in e.duties if rule not in pe.duties)
     return tuple(out)
 
 
@@ -128,7 +152,8 @@ def render_history(entries: Sequence[HistoryEntry], *, markdown: bool = False) -
             if r.fields and (r.changes or r is rows[0]):
                 fields = ", ".join(f"{p} {t}@{o}" for p, o, _, t in r.fields)
                 out.extend(wrap(fields, indent="      "))
-            for ch in r.changes:
+            first = [f"completion {rule}" for rule in r.duties] if r is rows[0] else []
+            for ch in (*first, *r.changes):
                 out.extend(wrap(ch, indent="    * "))
         out.append("")
     return "\n".join(out).rstrip() + "\n"

@@ -187,9 +187,16 @@ def _status_name(space: ErrorSpace, raw: int) -> str:
 
 
 def wrap(text: str, width: int = 78, indent: str = "    ") -> list[str]:
-    """``text`` wrapped to ``width`` columns; continuation lines indented two more."""
+    """``text`` wrapped to ``width`` columns; continuation lines indented two more.
+
+    Hyphens do not break a line: a Message-ID (``<Z78uu3VNoIu48--7@google.com>``) or an
+    ABI name stays whole, so it can be searched for.
+    """
     sub = " " * len(indent) + "  "
-    return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=sub) or [indent]
+    lines = textwrap.wrap(
+        text, width, initial_indent=indent, subsequent_indent=sub, break_on_hyphens=False
+    )
+    return lines or [indent]
 
 
 def render_comparison(c: AbiComparison, *, markdown: bool = False) -> str:

@@ -13,12 +13,12 @@ from typing import Any
 from coco_core.abi import Abi
 from coco_core.generic.uapi import GENERIC_MEMBERS
 from coco_core.kernels import DEFAULT_ABI
-from coco_core.layout import Layout
+from coco_core.layout import Layout, Member
 from coco_core.registry import Registry
 from coco_core.review import gcc
 from coco_core.review.compare import ImportedAbi
 from coco_core.review.members import kvm_run_offsets, member_json, render_members
-from coco_core.review.render import fit80, render_space, table, wrap_lines
+from coco_core.review.render import fit80, render_c, render_space, table, wrap_lines
 
 __all__ = [
     "abi_exits",
@@ -157,13 +157,23 @@ def abi_exits(abi: Abi, *, as_json: bool) -> str | dict[str, Any]:
     return f"{abi.name}:\n" + table(["exit", "number"], rows, markdown=False)
 
 
+def _is_run(name: str) -> bool:
+    """True for ``kvm_run`` itself: shown from its own offset 0, not as a union member."""
+    return name == "kvm_run"
+
+
 def imported_json(imported: ImportedAbi, struct: str) -> dict[str, Any]:
     """A struct read from a file, as ``coco abi import --format json`` prints it."""
     ((name, lay),) = imported.union_members.items()
     return {
         "file": imported.source,
         "struct": struct,
-        "layout": member_json(name, lay),
+        "layout": (
+            {"size": lay.size, "offsets": {p: [o, s] for p, (o, s) in lay.offsets(name).items()}}
+            | {"layout": lay.to_json()}
+            if _is_run(name)
+            else member_json(name, lay)
+        ),
         "exits": dict(imported.exits),
         "notes": list(imported.notes),
     }
@@ -171,24 +181,38 @@ def imported_json(imported: ImportedAbi, struct: str) -> dict[str, Any]:
 
 def render_imported(imported: ImportedAbi, fmt: str) -> str:
     """A struct read from a file, as C-like text or Markdown."""
-    out = render_members(dict(imported.union_members), fmt)
+    ((name, lay),) = imported.union_members.items()
+    if _is_run(name) and fmt != "markdown":
+        out = [
+            f"/* {lay.name}: {lay.size} bytes; offsets from its start */",
+            render_c(lay, indent="    ", comment=_from_start, column=44),
+            "",
+        ]
+    else:
+        out = render_members(dict(imported.union_members), fmt)
     if imported.notes and fmt != "markdown":
         out += [f"/* {n} */" for n in imported.notes[:20]]
     return "\n".join(out).rstrip()
+
+
+def _from_start(member: Member, offset: int) -> str:
+    return f"@{offset:<4} {member.size:>4}"
 
 
 def check_layouts(reg: Registry, header: str | None, abi_name: str) -> tuple[list[str], list[str]]:
     """Every registered layout against gcc, and ``abi_name`` against a real header.
 
     :returns: (summary lines, problems); the check passed when there are no problems.
+    :raises ConfigurationError: ``abi_name`` is not registered (with or without a header).
     """
+    abi = reg.abi(abi_name)
     problems: list[str] = []
     summary: list[str] = []
     layouts: dict[str, Layout] = {}
-    for abi in reg.abis.values():
-        layouts[f"{abi.name}:kvm_run"] = abi.kvm_run_layout()
-        for m, lay in abi.union_members.items():
-            layouts[f"{abi.name}:{m}"] = lay
+    for each in reg.abis.values():
+        layouts[f"{each.name}:kvm_run"] = each.kvm_run_layout()
+        for m, lay in each.union_members.items():
+            layouts[f"{each.name}:{m}"] = lay
     measured = gcc.gcc_offsets(layouts)
     checked = 0
     for key, lay in layouts.items():
@@ -203,7 +227,6 @@ def check_layouts(reg: Registry, header: str | None, abi_name: str) -> tuple[lis
         f"gcc: {len(layouts)} layouts, {checked} members checked, {len(problems)} mismatches"
     )
     if header:
-        abi = reg.abi(abi_name)
         offs = kvm_run_offsets(abi)
         hdr = gcc.header_offsets(header, list(offs))
         bad_off = 0

@@ -173,3 +173,75 @@ def test_compare_a_struct_pasted_from_a_patch(
     assert "added flags (__u32 at +12)" in out
     assert "KVM_EXIT_SNP_REQ_CERTS_V8  -          44" in out
     assert "KVM_EXIT_HLT" not in out  # exits the patch does not define are not listed
+
+
+def test_check_with_an_unknown_abi_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """``abi check --abi NAME`` with a name nothing registers exits 1 with one line."""
+    rc, out, err = _run(capsys, "abi", "check", "--abi", "linux-0.1")
+    assert rc == 1
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "unknown ABI 'linux-0.1'" in err
+
+
+@pytest.mark.parametrize(
+    ("line", "cause"),
+    [
+        ("+\t__u32 npages:3;\n", "bitfield 'npages' is not supported"),
+        ("+\tfoo_t npages;\n", "unknown type 'foo_t'"),
+    ],
+)
+def test_compare_names_file_and_line_of_a_parse_error(
+    line: str, cause: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``abi compare`` reports what ``abi import`` reports: ``FILE:LINE: cause``, exit 1."""
+    patch = tmp_path / "v9.patch"
+    patch.write_text("+struct kvm_exit_snp_req_certs_v9 {\n+\t__u64 gpa;\n" + line + "+};\n")
+    for argv in (
+        ("abi", "compare", "linux-7.2", str(patch)),
+        ("abi", "import", str(patch), "--struct", "kvm_exit_snp_req_certs_v9"),
+    ):
+        rc, _, err = _run(capsys, *argv)
+        assert rc == 1
+        assert err == f"coco: error: {patch}:3: {cause}" + err.split(cause, 1)[1]
+        assert err.count("\n") == 1
+
+
+def _fenced(text: str, lang: str, after: str) -> str:
+    """The first ``lang`` fenced block of ``text`` after the line ``after``."""
+    rest = text[text.index(after) :]
+    start = rest.index(f"```{lang}\n") + len(lang) + 4
+    return rest[start : rest.index("```", start)]
+
+
+def test_how_to_v8_example_runs_as_shown(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The how-to's ``v8.patch`` (bare ``+`` lines) and command print the text the page shows."""
+    page = (Path(__file__).parents[2] / "docs/how-to/compare-an-abi-proposal.md").read_text()
+    intro = "A hypothetical v8 that narrows `npages` and adds a"
+    (tmp_path / "v8.patch").write_text(_fenced(page, "diff", intro))
+    command = _fenced(page, "sh", intro).strip()
+    assert command.startswith("coco abi compare ")
+    monkeypatch.chdir(tmp_path)
+    rc, out, _ = _run(capsys, *command.split()[1:])
+    assert rc == 0
+    assert out == _fenced(page, "text", intro)
+
+
+def test_history_shows_the_v6_completion_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    """v6's ``default: return -EINVAL;`` switch, attribute 1 and exit 40 are in ``abi history``."""
+    rc, out, _ = _run(capsys, "abi", "history", "--format", "json")
+    assert rc == 0
+    (v6,) = [
+        e
+        for e in json.loads(out)["history"]
+        if e["request"] == "certificate" and e["abi"] == "snp-req-certs-v6"
+    ]
+    assert v6["exits"] == [["KVM_EXIT_SNP_REQ_CERTS", 40]]
+    (rule,) = [ch for ch in v6["changes"] if ch.startswith("completion KVM_EXIT_SNP_REQ_CERTS")]
+    assert "KVM_X86_SEV_SNP_REQ_CERTS = 1" in rule
+    assert "unknown ret: KVM_RUN -EINVAL" in rule
+    assert "<Z78uu3VNoIu48--7@google.com>" in rule
+    rc, text, _ = _run(capsys, "abi", "history")
+    assert "<Z78uu3VNoIu48--7@google.com>" in text  # a Message-ID is not broken at its hyphens

@@ -235,3 +235,92 @@ def test_round_trip_render_parse(lay: Layout) -> None:
     back = parse_c(render_c(lay)).struct(lay.name)
     assert back.offsets("t") == lay.offsets("t")
     assert back.size == lay.size
+
+
+RUN_WITH_COMMENTS = """
+#define KVM_EXIT_IO               2
+#define KVM_EXIT_HYPERCALL        3
+#define KVM_EXIT_X86_RDMSR        29
+#define KVM_EXIT_X86_WRMSR        30
+struct kvm_run {
+	__u32 exit_reason;
+	union {
+		/* KVM_EXIT_IO */
+		struct {
+#define KVM_EXIT_IO_IN  0
+#define KVM_EXIT_IO_OUT 1
+			__u8 direction;
+			__u8 size; /* bytes */
+			__u16 port;
+		} io;
+		/* KVM_EXIT_HYPERCALL */
+		struct {
+			__u64 nr;
+			__u64 ret;
+		} hypercall;
+		/* KVM_EXIT_X86_RDMSR / KVM_EXIT_X86_WRMSR */
+		struct {
+			__u8 error;
+		} msr;
+		char padding[256];
+	};
+};
+"""
+
+
+def test_exit_union_members_carry_their_kvm_exit_comment() -> None:
+    """kvm.h's ``/* KVM_EXIT_HYPERCALL */`` above ``struct { ... } hypercall;`` names its exits."""
+    h = parse_c(RUN_WITH_COMMENTS)
+    assert h.run_members == ("io", "hypercall", "msr", "padding")
+    assert h.member_exits == {
+        "io": ("KVM_EXIT_IO",),
+        "hypercall": ("KVM_EXIT_HYPERCALL",),
+        "msr": ("KVM_EXIT_X86_RDMSR", "KVM_EXIT_X86_WRMSR"),
+    }
+    assert h.members["io"].offsets("io")["io.port"] == (2, 2)
+
+
+def test_defines_inside_a_struct_are_not_exit_reasons() -> None:
+    """``#define KVM_EXIT_IO_IN 0`` inside ``struct { ... } io;`` is a direction, not an exit."""
+    h = parse_c(RUN_WITH_COMMENTS)
+    assert h.defines["KVM_EXIT_IO_IN"] == 0
+    assert h.exit_reasons() == {
+        "KVM_EXIT_IO": 2,
+        "KVM_EXIT_HYPERCALL": 3,
+        "KVM_EXIT_X86_RDMSR": 29,
+        "KVM_EXIT_X86_WRMSR": 30,
+    }
+
+
+@pytest.mark.parametrize(("align", "offset", "size"), [(8, 16, 24), (16, 16, 32), (32, 32, 64)])
+def test_member_aligned_attribute_moves_the_member(align: int, offset: int, size: int) -> None:
+    """``__u64 ret __attribute__((aligned(N)))`` puts ``ret`` at a multiple of N (GCC manual)."""
+    text = (
+        "struct kvm_exit_snp_req_certs {\n\t__u64 gpa;\n\t__u64 npages;\n"
+        f"\t__u64 ret __attribute__((aligned({align})));\n}};\n"
+    )
+    lay = parse_c(text).struct("kvm_exit_snp_req_certs")
+    assert (lay.member("ret").offset, lay.size, lay.align) == (offset, size, max(align, 8))
+
+
+def test_included_header_types_are_known() -> None:
+    """``struct kvm_debug_exit_arch`` from an included ``asm/kvm.h`` lays out ``debug``."""
+    asm = "struct kvm_debug_exit_arch {\n\t__u32 exception;\n\t__u32 pad;\n\t__u64 pc;\n};\n"
+    text = (
+        "#include <asm/kvm.h>\nstruct kvm_run {\n\tunion {\n"
+        "\t\t/* KVM_EXIT_DEBUG */\n\t\tstruct {\n\t\t\tstruct kvm_debug_exit_arch arch;\n"
+        "\t\t} debug;\n\t};\n};\n"
+    )
+    with pytest.raises(CParseError, match=r"^kvm\.h:6: unknown type 'struct kvm_debug_exit_arch'"):
+        parse_c(text, source="kvm.h").struct("debug")
+    h = parse_c(text, source="kvm.h", includes=[("asm/kvm.h", asm)])
+    assert h.struct("debug").offsets("debug")["debug.arch.pc"] == (8, 8)
+    assert h.struct("kvm_run").size == 16
+
+
+def test_an_included_header_coco_cannot_read_is_a_note() -> None:
+    """int-ll64.h's ``typedef __signed__ char __s8;`` is not C coco reads: a note with its line."""
+    odd = ("asm-generic/int-ll64.h", "\ntypedef __signed__ char __s8;\n")
+    h = parse_c("struct x { __s8 a; };", source="kvm.h", includes=[odd])
+    assert h.struct("x").member("a").type.name == "__s8"
+    assert any(n.startswith("asm-generic/int-ll64.h:2: ") and "not read" in n for n in h.notes)

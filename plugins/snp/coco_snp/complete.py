@@ -28,6 +28,7 @@ GHCBInfo value kept in ``code``.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from coco_core.plugin import (
     EXIT_UNION_OFFSET,
@@ -66,6 +67,7 @@ from coco_snp.uapi import (
     KvmExitCocoV2,
     KvmExitSnpReqCerts,
     KvmExitSnpReqCertsV3,
+    KvmExitSnpReqCertsV6,
     TermReasonGeneral,
     TermReasonLinux,
 )
@@ -87,6 +89,7 @@ __all__ = [
 ]
 
 _U = EXIT_UNION_OFFSET
+_DecodeFn = Callable[[memoryview], NeutralRequest]
 _U64_MAX = (1 << 64) - 1
 _U32_MAX = (1 << 32) - 1
 _ENOSPC = 28  # ENOSPC (asm-generic/errno-base.h)
@@ -95,6 +98,7 @@ _released = KvmExitSnpReqCerts._c_struct.unpack_from
 _v1 = KvmExitCocoV1._c_struct.unpack_from
 _v2 = KvmExitCocoV2._c_struct.unpack_from
 _v3 = KvmExitSnpReqCertsV3._c_struct.unpack_from
+_v6 = KvmExitSnpReqCertsV6._c_struct.unpack_from
 _sysev = KvmSystemEventExit._c_struct.unpack_from
 
 _put_u64 = struct.Struct("<Q").pack_into
@@ -140,7 +144,7 @@ def _needed(outcome: Outcome | None, request: NeutralRequest, limit: int) -> int
     return n  # type: ignore[return-value]
 
 
-# -- released: KVM_EXIT_SNP_REQ_CERTS {gpa, npages, ret} (also v6, v7) ---------------------
+# -- released: KVM_EXIT_SNP_REQ_CERTS {gpa, npages, ret} (also v7) -------------------------
 
 
 def _decode_released(run: memoryview) -> NeutralRequest:
@@ -157,27 +161,34 @@ def _write_released(
         _put_u64(run, _REL_RET, raw)
 
 
-def _req_certs(reason: int, space_v2: bool = False) -> ExitDecoder:
+def _req_certs(reason: int, decode: _DecodeFn = _decode_released) -> ExitDecoder:
     return ExitDecoder(
         name="KVM_EXIT_SNP_REQ_CERTS",
         reason=reason,
         discriminator=None,
         vendor="snp",
         request_type=CertificateRequest,
-        decode=_decode_released,
+        decode=decode,
         write=_write_released,
-        error_space=REQ_CERTS_ERRNO_V2 if space_v2 else REQ_CERTS,
+        error_space=REQ_CERTS,
         status_field=_REL_RET_FIELD,
         writes=("kvm_run.snp_req_certs.ret", "kvm_run.snp_req_certs.npages"),
     )
+
+
+def _decode_v6(run: memoryview) -> NeutralRequest:
+    gfn, npages, _ret = _v6(run, _U)
+    return CertificateRequest((gfn << PAGE_SHIFT) & _U64_MAX, npages)
 
 
 #: Linux 7.0+: exit 43.
 REQ_CERTS_DECODER = _req_certs(KVM_EXIT_SNP_REQ_CERTS)
 #: v7 as posted (2026-01-09): exit 42, the released layout and strict errno.
 REQ_CERTS_V7 = _req_certs(KVM_EXIT_SNP_REQ_CERTS_V7)
-#: v6 (2025-04-28): the released layout; exit 40 and the lenient errno rule UNVERIFIED.
-REQ_CERTS_V6 = _req_certs(KVM_EXIT_SNP_REQ_CERTS_V3, space_v2=True)
+#: v6 ([PATCH v6 1/2], 2025-04-28): exit 40, ``__u64 gfn`` (``gpa_to_gfn(data_gpa)``), u64
+#: npages/ret at the released offsets, and already the strict switch (``default: return
+#: -EINVAL``), so the released writer and errno space.
+REQ_CERTS_V6 = _req_certs(KVM_EXIT_SNP_REQ_CERTS_V3, _decode_v6)
 
 # -- v3..v5: KVM_EXIT_SNP_REQ_CERTS 40 {gfn u64, npages u32, ret u32} -----------------------
 
@@ -289,6 +300,12 @@ _LINUX = {
     TermReasonLinux.NOT_VMPL0: "not running at VMPL0",
     TermReasonLinux.CPUID: "CPUID validation failure",
     TermReasonLinux.CPUID_HV: "CPUID failure during hypervisor fallback",
+    TermReasonLinux.SECRETS_PAGE: "secrets page failure",
+    TermReasonLinux.NO_SVSM: "SVSM is not advertised in the secrets page",
+    TermReasonLinux.SVSM_VMPL0: "SVSM is present but has set VMPL to 0",
+    TermReasonLinux.SVSM_CAA: "SVSM is present but CAA is not page aligned",
+    TermReasonLinux.SECURE_TSC: "Secure TSC initialization failed",
+    TermReasonLinux.SVSM_CA_REMAP_FAIL: "SVSM is present but CA could not be remapped",
 }
 #: reason set → {code: text}, the sets this module can name.
 GHCB_TERM_REASON: dict[int, dict[int, str]] = {

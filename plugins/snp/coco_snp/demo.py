@@ -226,6 +226,8 @@ _DOCUMENTED_EXITINFO2 = frozenset({0, _INVALID_LEN, _GENERIC, GHCB_ERR_INVALID_E
 def _documented(call: TeeCall) -> bool:
     """An answer from the GHCB/KVM spaces: an SW_EXITINFO2 code, or a GHCB MSR value."""
     values = call.values
+    if not values and call.error is None:
+        return True  # a GHCB KVM cannot map: no answer at all (sev.c sev_handle_vmgexit)
     if "sw_exitinfo2" in values:
         code = values["sw_exitinfo2"]
         return code in _DOCUMENTED_EXITINFO2 or (code >> 32) in (0x100, 1)  # PSC errors

@@ -19,21 +19,25 @@ RBX     GHCB RBX: its size in pages, in; pages needed, out               (RBX)
 R14     ``SW_EXITINFO1``, in and out (2 = error in SW_EXITINFO2)         ``sw_exitinfo1``
 R13     ``SW_EXITINFO2``, in and out (the result the guest checks)       ``sw_exitinfo2``
 R15     ``SW_SCRATCH``: the PSC descriptor GPA (``SVM_VMGEXIT_PSC``)     ``sw_scratch``
-R10     the GHCB GPA (``SVM_VMGEXIT_TERM_REQUEST``'s ``data[0]``)        ``ghcb_gpa``
+R10     the GHCB GPA: the page the PSC descriptor must lie in, and       ``ghcb_gpa``
+        ``SVM_VMGEXIT_TERM_REQUEST``'s ``data[0]``
 ======  ==============================================================  =========
 
 :data:`GHCB_TO_REGS` is that table for :attr:`ModelPart.ghcb_to_regs
 <coco_core.model.base.ModelPart.ghcb_to_regs>`: the emulated TEE seeds the GHCB
 fields from these registers and mirrors them back after the call.
 
-:func:`route`: R12 names the exit code; for the MSR protocol the low 12 bits of
+:func:`route`: R12 names the exit code (``SVM_EXIT_VMMCALL`` 0x81 is KVM's PV
+hypercall, ``snp.kvm_hypercall``: RAX the number, RBX..RDX the arguments); for the
+MSR protocol the low 12 bits of
 R11 (``GHCB_MSR_INFO``) name the request (``GHCB_MSR_PSC_REQ`` → ``snp.psc_msr``,
 ``GHCB_MSR_TERM_REQ`` → ``snp.term_msr``). Anything else goes to
 :data:`UNSUPPORTED_CALL`, which answers in the kernel as KVM does
-(arch/x86/kvm/svm/sev.c, Linux 6.16):
+(arch/x86/kvm/svm/sev.c, kvm-x86 @ 1a27afa0):
 
-* an unknown ``SW_EXITCODE``: ``sev_es_validate_vmgexit()`` → ``vmgexit_err``:
-  ``SW_EXITINFO1`` = 2, ``SW_EXITINFO2`` = ``GHCB_ERR_INVALID_EVENT`` (6);
+* an unknown ``SW_EXITCODE``: ``sev_handle_vmgexit()`` ``default:`` →
+  ``svm_vmgexit_bad_input(svm, GHCB_ERR_INVALID_EVENT)``: ``SW_EXITINFO1`` = 2,
+  ``SW_EXITINFO2`` = ``GHCB_ERR_INVALID_EVENT`` (6);
 * an unknown MSR-protocol request: ``sev_handle_vmgexit_msr_protocol()``
   ``default:`` "keep GHCB MSR value as-is": the guest reads back its own
   request code, not the ``*_RESP`` it waits for.
@@ -49,7 +53,15 @@ from coco_core.plugin import (
     KernelContext,
     ModelPart,
 )
-from coco_snp.uapi import GHCB_MSR_INFO_MASK, GHCB_MSR_PSC_REQ, GHCB_MSR_TERM_REQ, SvmVmgexit
+from coco_snp.uapi import (
+    GHCB_ERR_INVALID_EVENT,
+    GHCB_HV_RESP_MALFORMED_INPUT,
+    GHCB_MSR_INFO_MASK,
+    GHCB_MSR_PSC_REQ,
+    GHCB_MSR_TERM_REQ,
+    SVM_EXIT_VMMCALL,
+    SvmVmgexit,
+)
 
 __all__ = [
     "DOORBELL_MODEL",
@@ -68,10 +80,7 @@ __all__ = [
 DOORBELL_PORT = DOORBELL_VMGEXIT_PORT
 #: R12 for the GHCB MSR protocol: ``MSR_AMD64_SEV_ES_GHCB`` (arch/x86/include/asm/msr-index.h)
 MSR_PROTOCOL = 0xC0010130
-#: ``GHCB_ERR_INVALID_EVENT`` (arch/x86/include/asm/sev-common.h): unknown exit code
-GHCB_ERR_INVALID_EVENT = 6
-#: ``SW_EXITINFO1`` value that says "error in SW_EXITINFO2" (GHCB spec 2.x, §4.1.7)
-_EXITINFO1_ERROR = 2
+_EXITINFO1_ERROR = GHCB_HV_RESP_MALFORMED_INPUT  # SW_EXITINFO1 = 2: error in SW_EXITINFO2
 #: the model call that answers registers naming no call
 UNSUPPORTED = "snp.unsupported"
 
@@ -89,6 +98,7 @@ EXIT_CODES: dict[int, str] = {
     SvmVmgexit.EXT_GUEST_REQUEST: "snp.ext_guest_request",
     SvmVmgexit.PSC: "snp.psc",
     SvmVmgexit.TERM_REQUEST: "snp.term_ghcb",
+    SVM_EXIT_VMMCALL: "snp.kvm_hypercall",
 }
 #: ``GHCB_MSR_INFO`` of the MSR value (R11) → kernel-model call
 MSR_REQUESTS: dict[int, str] = {
@@ -121,8 +131,8 @@ def _enter_unsupported(ctx: KernelContext, cpu: GuestCpu) -> GuestView:
 UNSUPPORTED_CALL = GuestCall(
     name=UNSUPPORTED,
     description="a VMGEXIT KVM does not know: SW_EXITINFO1=2, SW_EXITINFO2=GHCB_ERR_INVALID_EVENT; "
-    "an "
-    "unknown MSR-protocol request leaves the GHCB MSR as it was (sev.c, 6.16)",
+    "an unknown MSR-protocol request leaves the GHCB MSR as it was (sev.c "
+    "sev_handle_vmgexit, sev_handle_vmgexit_msr_protocol)",
     enter=_enter_unsupported,
     resume=None,
 )

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """Turning on ``KVM_EXIT_SNP_REQ_CERTS`` for a VM (Linux 7.0+; reference/kernel-abi.md §3.2).
 
-* Probe: ``KVM_HAS_DEVICE_ATTR`` on ``/dev/kvm``, group ``KVM_X86_GRP_SEV`` (1), attribute
-  ``KVM_X86_SEV_SNP_REQ_CERTS`` (2).
+* Probe: ``KVM_GET_DEVICE_ATTR`` on ``/dev/kvm``, group ``KVM_X86_GRP_SEV`` (1), attribute
+  ``KVM_X86_SEV_SNP_REQ_CERTS`` (2), must read 1. ``KVM_HAS_DEVICE_ATTR`` is not enough:
+  the getter succeeds and writes 0 when SNP is disabled (sev.c ``sev_dev_get_attr``:
+  ``*val = sev_snp_enabled ? 1 : 0;``, [PATCH v7 2/2]).
 * Enable: ``KVM_MEMORY_ENCRYPT_OP`` on the VM fd with ``struct kvm_sev_cmd`` id
   ``KVM_SEV_SNP_ENABLE_REQ_CERTS`` (103, computed from the enum order). KVM refuses it
   (``-EINVAL``) once any vCPU exists or for a VM that is not SNP; without it KVM answers
@@ -15,7 +17,7 @@ import errno
 import fcntl
 import os
 
-from coco_core.kvm import DeviceAttr, ioctls
+from coco_core.kvm import device_attr_value, ioctls
 from coco_core.plugin import ConfigurationError
 from coco_snp.uapi import (
     KVM_SEV_SNP_ENABLE_REQ_CERTS,
@@ -28,16 +30,8 @@ __all__ = ["enable_req_certs", "probe_req_certs"]
 
 
 def probe_req_certs(kvm_fd: int) -> bool:
-    """True if this KVM offers certificate requests (the device attribute exists)."""
-    try:
-        fcntl.ioctl(
-            kvm_fd,
-            ioctls.KVM_HAS_DEVICE_ATTR,
-            DeviceAttr(KVM_X86_GRP_SEV, KVM_X86_SEV_SNP_REQ_CERTS).pack(),
-        )
-    except OSError:
-        return False
-    return True
+    """True if this KVM offers certificate requests: the device attribute reads 1."""
+    return device_attr_value(kvm_fd, KVM_X86_GRP_SEV, KVM_X86_SEV_SNP_REQ_CERTS) == 1
 
 
 def enable_req_certs(
@@ -59,9 +53,10 @@ def enable_req_certs(
         )
     if kvm_fd is not None and not probe_req_certs(kvm_fd):
         raise ConfigurationError(
-            "this kernel does not offer SNP certificate requests: /dev/kvm has no device "
-            f"attribute group {KVM_X86_GRP_SEV} attr {KVM_X86_SEV_SNP_REQ_CERTS} "
-            "(KVM_X86_SEV_SNP_REQ_CERTS needs Linux 7.0+ on an SNP host)"
+            "this kernel does not offer SNP certificate requests: /dev/kvm device attribute "
+            f"group {KVM_X86_GRP_SEV} attr {KVM_X86_SEV_SNP_REQ_CERTS} "
+            "(KVM_X86_SEV_SNP_REQ_CERTS) is absent or reads 0, expected 1 (Linux 7.0+ on a "
+            "host with SNP enabled)"
         )
     if not 0 <= sev_fd <= 0x7FFFFFFF:
         raise ConfigurationError(f"sev_fd {sev_fd} is not an open /dev/sev descriptor")

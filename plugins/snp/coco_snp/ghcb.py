@@ -100,14 +100,16 @@ REQ_CERTS = ErrorSpace(
     "snp_complete_req_certs (Linux 7.0+, [PATCH v7 1/2] 2026-01-09)",
 )
 
-#: ``kvm_run.coco.req_certs.ret`` of the v1 proposal: the GHCB VMM error code itself,
-#: which KVM put into SW_EXITINFO2[63:32] (the "hybrid" space Sean objected to, §5 item 2).
-#: No BUSY: RETRY falls back to GENERIC. INFERRED: v1 did not check other values.
+#: ``kvm_run.coco.req_certs.ret`` of the v1 proposal: KVM-defined codes with the GHCB's
+#: values (the "hybrid" space Sean objected to, §5 item 2). [PATCH v1 5/5]
+#: ``snp_complete_req_certs()``: ERR_INVALID_LEN sets RBX and INVALID_LEN, any other
+#: non-zero value becomes SNP_GUEST_VMM_ERR_GENERIC; nothing is rejected. No BUSY: RETRY
+#: falls back to GENERIC.
 REQ_CERTS_COCO_V1 = ErrorSpace(
     id="snp.coco_v1",
     title="kvm_run.coco.req_certs.ret (KVM_EXIT_COCO v1 proposal, 2024-06-21)",
     width=32,
-    landing=Landing.KVM_RUN_VERBATIM,
+    landing=Landing.KVM_RUN_TRANSLATED,
     names={
         0: "0",
         KVM_EXIT_COCO_REQ_CERTS_ERR_INVALID_LEN: "KVM_EXIT_COCO_REQ_CERTS_ERR_INVALID_LEN",
@@ -123,12 +125,12 @@ REQ_CERTS_COCO_V1 = ErrorSpace(
     "(reference/kernel-abi.md §5 item 1)",
 )
 
-#: ``ret`` of the v2..v6 proposals: errno, ENOSPC and EAGAIN mapped, any other non-zero
-#: value the generic error (no strict check until v7, §5 items 5-7). v3..v6 INFERRED to
-#: keep v2's rule (kernel-abi.md names the strict switch as a v6 review request).
+#: ``ret`` of the v2..v5 proposals: errno, ENOSPC and EAGAIN mapped, any other non-zero
+#: value the generic error ([PATCH v5 1/1] ``snp_complete_req_certs()``; v3 and v4 INFERRED
+#: to keep it). v6 has the strict switch (``REQ_CERTS``), asked for in the v5 review.
 REQ_CERTS_ERRNO_V2 = ErrorSpace(
     id="snp.req_certs_v2",
-    title="req_certs ret as errno, other non-zero values generic (proposals v2..v6)",
+    title="req_certs ret as errno, other non-zero values generic (proposals v2..v5)",
     width=32,
     landing=Landing.KVM_RUN_TRANSLATED,
     names={0: "0", Errno.EIO: "EIO", Errno.EAGAIN: "EAGAIN", Errno.ENOSPC: "ENOSPC"},
@@ -142,7 +144,7 @@ REQ_CERTS_ERRNO_V2 = ErrorSpace(
         CoCoStatus.ERROR, CoCoStatus.OK, CoCoStatus.BUFFER_TOO_SMALL, CoCoStatus.RETRY
     ),
     source="KVM_EXIT_COCO v2 2024-11-19 <20241119133513.3612633-*>; KVM_EXIT_SNP_REQ_CERTS "
-    "v3..v6 (reference/kernel-abi.md §5 items 5-7)",
+    "v3..v5 (v5: <20250219151505.3538323-2-michael.roth@amd.com>)",
 )
 
 # -- what the guest sees -------------------------------------------------------------------
@@ -172,8 +174,8 @@ GHCB_VMM = ErrorSpace(
     "arch/x86/kvm/svm/sev.c SNP_GUEST_VMM_ERR_GENERIC (~0U) (Linux 7.0+)",
 )
 
-#: What the guest saw under the v1 proposal: GENERIC was ``BIT(31)`` (§3.3). INFERRED: the
-#: v1 KVM code shifted ``ret`` into SW_EXITINFO2[63:32] unchanged.
+#: What the guest saw under the v1 proposal: GENERIC was ``BIT(31)`` ([PATCH v1 1/5]
+#: sev-guest.h); [PATCH v1 5/5] wrote INVALID_LEN or GENERIC, never ``ret`` itself.
 GHCB_VMM_V1 = ErrorSpace(
     id="snp.ghcb_vmm_v1",
     title="guest SW_EXITINFO2 under the KVM_EXIT_COCO v1 proposal (GENERIC = BIT(31))",

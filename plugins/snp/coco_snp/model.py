@@ -1,45 +1,52 @@
 # SPDX-License-Identifier: Apache-2.0
 """KVM's side of the SNP exits, for the kernel model (reference/kernel-abi.md §3).
 
-Guest calls and how the guest state is given (:class:`~coco_core.model.base.GuestCpu`):
+Every rule names the function of ``arch/x86/kvm/svm/sev.c`` it mirrors; the tree read
+is kvm-x86 @ 1a27afa0511e404fd87c1a5e643945940ef72f90 for the released kernels, and
+the patch mails named below for the proposals. Guest calls and how the guest state is
+given (:class:`~coco_core.model.base.GuestCpu`; a GHCB field present in ``ghcb`` is a
+field the guest marked valid):
 
 ``snp.ext_guest_request``
-    ``regs["rax"]`` certificate buffer GPA, ``regs["rbx"]`` its size in pages,
-    ``ghcb["msg_type"]`` the plaintext message type (default 5, ``SNP_MSG_REPORT_REQ``;
-    the model takes it from here instead of the request page's byte 52). Optional
-    ``ghcb["req_gpa"]``/``ghcb["resp_gpa"]``: checked page aligned and distinct.
-    The VM enabled certificate requests if ``ctx.vm_state["snp.req_certs"]`` is true.
-    The firmware modelled always succeeds (firmware error 0); the view says whether it
-    was called (``firmware_called``).
-``snp.psc_msr``
-    ``ghcb["msr"]``: the GHCB MSR value (``GHCB_MSR_PSC_REQ`` 0x014, gfn bits 51:12,
-    op bits 55:52). Result: ``ghcb["msr"]`` = ``GHCB_MSR_PSC_RESP`` or ``_RESP_ERROR``.
-``snp.psc``
-    ``ghcb["sw_scratch"]``: GPA of a ``struct snp_psc_desc`` in guest memory (``psc_hdr``
-    {u16 cur_entry, u16 end_entry, u32 reserved} then u64 entries: cur_page 11:0, gfn
-    51:12, operation 55:52, pagesize bit 56). KVM's walk (``snp_begin_psc``): adjacent
-    entries with the same op and page size become one ``KVM_HC_MAP_GPA_RANGE`` exit,
-    ``args[1]`` counts 4 KiB pages (512 per 2 MiB entry). Progress (``cur_page``,
-    ``cur_entry``) is written back into the descriptor, nowhere else.
+    (``sev_handle_vmgexit``, ``snp_handle_ext_guest_req``, ``snp_complete_req_certs``,
+    ``snp_handle_guest_req``) ``regs["rax"]`` certificate buffer GPA, ``regs["rbx"]`` its
+    size in pages (both must be present: ``kvm_ghcb_rax_is_valid``/``_rbx_``),
+    ``ghcb["msg_type"]`` the plaintext message type (default 5, ``SNP_MSG_REPORT_REQ``; the
+    model takes it from here instead of the request page's byte 52). Optional
+    ``ghcb["req_gpa"]``/``ghcb["resp_gpa"]`` (SW_EXITINFO1/2): checked page aligned and
+    distinct. The VM enabled certificate requests if ``ctx.vm_state["snp.req_certs"]`` is
+    true. The firmware modelled always succeeds (firmware error 0); the view says whether it
+    was called (``firmware_called``). Every answer sets SW_EXITINFO1 (0, or 2 for a refused
+    input).
+``snp.psc_msr``, ``snp.psc``
+    :mod:`coco_snp.psc_model`.
 ``snp.term_msr`` / ``snp.term_ghcb``
+    (``sev_handle_vmgexit_msr_protocol`` ``out_terminate``; ``SVM_VMGEXIT_TERM_REQUEST``)
     ``ghcb["msr"]`` (0x100 | reason) or ``ghcb["ghcb_gpa"]``: ``KVM_EXIT_SYSTEM_EVENT``
-    type 6, ``ndata`` 1, ``data[0]`` = the value; no completion.
+    type 6, ``ndata`` 1, ``data[0]`` = the value; nothing else of the union is written;
+    no completion.
+``snp.kvm_hypercall``
+    (``SVM_EXIT_VMMCALL`` → ``kvm_emulate_hypercall``, x86.c) ``regs["rax"]`` the hypercall
+    number, ``rbx``/``rcx``/``rdx`` the arguments, ``ghcb["cpl"]`` the GHCB CPL (default 0).
+    ``KVM_HC_MAP_GPA_RANGE`` exits as ``KVM_EXIT_HYPERCALL``; ``complete_hypercall_exit()``
+    puts ``hypercall.ret`` into RAX as it is, with no errno check
+    (:func:`coco_core.plugin.pv_hypercall`).
 
 Generations are the ABI names: ``linux-6.16`` .. ``linux-7.2`` and the proposals
-(``kvm-exit-coco-v1``, ``kvm-exit-coco-v2``, ``snp-req-certs-v3`` .. ``-v7``).
+(``kvm-exit-coco-v1``, ``kvm-exit-coco-v2``, ``snp-req-certs-v3`` .. ``-v7``). v1 is read
+from [PATCH v1 3/5] and [PATCH v1 5/5] (2024-06-21); v2..v7 sit on trees with the 6.11
+``snp_handle_ext_guest_req()`` (``request_invalid``, ``kvm_clear_guest`` → ``-EIO``).
 """
 
 from __future__ import annotations
 
+import errno
 import struct
-from collections.abc import Callable
 
 from coco_core.plugin import (
-    EXIT_REASON,
-    EXIT_UNION_OFFSET,
-    EXIT_UNION_SIZE,
     X86_64_REGISTERS,
     CallExample,
+    CStruct,
     Errno,
     ExitImage,
     GuestCall,
@@ -48,30 +55,31 @@ from coco_core.plugin import (
     HypercallNr,
     KernelContext,
     KvmExitReason,
-    KvmHypercallExit,
     KvmRunRejected,
+    KvmSystemEventExit,
     MapGpaRangeAttr,
     ModelPart,
     SystemEventType,
+    hypercall_ret,
     kernels,
+    pv_hypercall,
     run_offset,
+    write_exit,
 )
 from coco_snp.ghcb import (
     GHCB_ERR_INVALID_INPUT,
     SNP_GUEST_VMM_ERR_BUSY,
     SNP_GUEST_VMM_ERR_GENERIC,
+    SNP_GUEST_VMM_ERR_GENERIC_V1,
     SNP_GUEST_VMM_ERR_INVALID_LEN,
-    VMGEXIT_PSC_ERROR_GENERIC,
-    VMGEXIT_PSC_ERROR_INVALID_ENTRY,
-    VMGEXIT_PSC_ERROR_INVALID_HDR,
     decode_exitinfo2,
     encode_exitinfo2,
 )
+from coco_snp.psc_model import EXIT_HYPERCALL, PSC_CALL, PSC_MSR_CALL
 from coco_snp.uapi import (
-    GHCB_MSR_INFO_MASK,
-    GHCB_MSR_PSC_REQ,
-    GHCB_MSR_PSC_RESP,
-    GHCB_MSR_PSC_RESP_ERROR,
+    GHCB_ERR_MISSING_INPUT,
+    GHCB_HV_RESP_MALFORMED_INPUT,
+    GHCB_HV_RESP_NO_ACTION,
     KVM_EXIT_COCO,
     KVM_EXIT_COCO_REQ_CERTS,
     KVM_EXIT_COCO_REQ_CERTS_ERR_INVALID_LEN,
@@ -85,332 +93,218 @@ from coco_snp.uapi import (
     KvmExitCocoV2,
     KvmExitSnpReqCerts,
     KvmExitSnpReqCertsV3,
-    PscOp,
+    KvmExitSnpReqCertsV6,
 )
 
-__all__ = [
-    "EMPTY_CERT_TABLE",
-    "GHCB_ERR_INVALID_SCRATCH_AREA",
-    "MODEL",
-    "REQ_CERTS_ENABLED",
-    "VMGEXIT_PSC_MAX_COUNT",
-]
+__all__ = ["EMPTY_CERT_TABLE", "EXIT_HYPERCALL", "MODEL", "REQ_CERTS_ENABLED"]
 
 #: ``ctx.vm_state`` key: KVM_SEV_SNP_ENABLE_REQ_CERTS (or the proposals' capability) done.
 REQ_CERTS_ENABLED = "snp.req_certs"
 #: KVM's "empty table" when certificate requests are not enabled: 24 zero bytes (§3.1).
 EMPTY_CERT_TABLE = bytes(24)
-#: ``VMGEXIT_PSC_MAX_COUNT`` (arch/x86/include/asm/sev-common.h; kernel-abi.md §3.4).
-VMGEXIT_PSC_MAX_COUNT = 253
-#: ``GHCB_ERR_INVALID_SCRATCH_AREA`` (sev-common.h): a scratch area KVM cannot map.
-GHCB_ERR_INVALID_SCRATCH_AREA = 3
 
-_U = EXIT_UNION_OFFSET
-_U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
-_HC_ARGS = struct.Struct("<QQQQ")  # hypercall nr, args[0..2] at kvm_run 32
-_SYSEV = struct.Struct("<IIQ")  # system_event type, ndata, data[0] at kvm_run 32
-_PSC_HDR = struct.Struct("<HHI")  # struct psc_hdr
-_RET_HC = run_offset(KvmHypercallExit, "ret")  # hypercall.ret
-_SW_EXITINFO1_ERROR = 2  # SW_EXITINFO1 = 2: error in SW_EXITINFO2 (sev-common.h comment)
-_PSC_KEY = "snp.psc"
+_U64_MAX = (1 << 64) - 1
+_V1 = "kvm-exit-coco-v1"
+_U32_LAYOUTS = ("snp-req-certs-v3", "snp-req-certs-v4", "snp-req-certs-v5")
+_LENIENT = ("kvm-exit-coco-v2", *_U32_LAYOUTS)  # "else GENERIC" (v2..v5: [PATCH v5 1/1])
 
 
-def _begin_exit(ctx: KernelContext, reason: int) -> None:
-    run = ctx.run
-    run[_U : _U + EXIT_UNION_SIZE] = bytes(EXIT_UNION_SIZE)
-    _U32.pack_into(run, EXIT_REASON, reason)
+def _set(cpu: GuestCpu, info1: int, info2: int, rbx: bool) -> dict[str, int]:
+    cpu.ghcb["sw_exitinfo1"] = info1
+    cpu.ghcb["sw_exitinfo2"] = info2
+    values = {"sw_exitinfo1": info1, "sw_exitinfo2": info2}
+    if rbx:
+        values["rbx"] = cpu.reg("rbx")
+    return values
 
 
-def _ghcb_error(cpu: GuestCpu, code: int, why: str) -> GuestView:
-    cpu.ghcb["sw_exitinfo1"] = _SW_EXITINFO1_ERROR
-    cpu.ghcb["sw_exitinfo2"] = code
+def _bad_input(cpu: GuestCpu, code: int, why: str) -> GuestView:
+    """``svm_vmgexit_bad_input()``: SW_EXITINFO1 = 2, the GHCB_ERR_* code in SW_EXITINFO2."""
+    values = _set(cpu, GHCB_HV_RESP_MALFORMED_INPUT, code, rbx=False)
     return GuestView(
-        {"sw_exitinfo1": _SW_EXITINFO1_ERROR, "sw_exitinfo2": code, "firmware_called": 0},
+        {**values, "firmware_called": 0},
         f"SW_EXITINFO1=2 SW_EXITINFO2={code} (GHCB error, no exit): {why}",
     )
 
 
-def _strict_ret(ctx: KernelContext) -> bool:
-    """True for kernels that reject unknown MAP_GPA_RANGE ret values (7.2+, §3.4)."""
-    return ctx.has(kernels.MAP_GPA_RANGE_RET_CHECKED)
+def _firmware(cpu: GuestCpu, note: str) -> GuestView:
+    """``snp_handle_guest_req()``: the modelled firmware succeeds, SNP_GUEST_ERR(0, 0)."""
+    values = _set(cpu, GHCB_HV_RESP_NO_ACTION, 0, rbx=True)
+    return GuestView({**values, "firmware_called": 1}, f"SW_EXITINFO2=0 (firmware called){note}")
+
+
+def _vmm_error(cpu: GuestCpu, vmm: int, *, v1: bool = False) -> GuestView:
+    """``snp_req_certs_err()``: SW_EXITINFO2 = SNP_GUEST_ERR(vmm, 0); firmware not called."""
+    value = encode_exitinfo2(vmm)
+    values = _set(cpu, GHCB_HV_RESP_NO_ACTION, value, rbx=True)
+    return GuestView(
+        {**values, "firmware_called": 0},
+        f"{decode_exitinfo2(value, v1=v1)}, RBX={cpu.reg('rbx')}",
+    )
 
 
 # -- snp.ext_guest_request ------------------------------------------------------------------
 
 
-def _firmware(cpu: GuestCpu, note: str) -> GuestView:
-    # The modelled firmware always succeeds: SW_EXITINFO2 = SNP_GUEST_ERR(0, 0).
-    cpu.ghcb["sw_exitinfo2"] = 0
-    return GuestView(
-        {"sw_exitinfo2": 0, "rbx": cpu.reg("rbx"), "firmware_called": 1},
-        f"SW_EXITINFO2=0 (firmware called){note}",
-    )
-
-
-def _guest_request_error(cpu: GuestCpu, vmm: int, *, v1: bool = False) -> GuestView:
-    value = encode_exitinfo2(vmm)
-    cpu.ghcb["sw_exitinfo2"] = value
-    return GuestView(
-        {"sw_exitinfo2": value, "rbx": cpu.reg("rbx"), "firmware_called": 0},
-        f"{decode_exitinfo2(value, v1=v1)}, RBX={cpu.reg('rbx')}",
-    )
-
-
-#: Exit number of the u64 layout per generation; v6's 40 is UNVERIFIED (assumed as v3..v5).
-_REQ_CERTS_REASON = {
-    "snp-req-certs-v6": KVM_EXIT_SNP_REQ_CERTS_V3,
-    "snp-req-certs-v7": KVM_EXIT_SNP_REQ_CERTS_V7,
-}
-
-
 def _ext_enter(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
+    gen = ctx.generation
     req, resp = cpu.ghcb.get("req_gpa"), cpu.ghcb.get("resp_gpa")
-    if (
-        req is not None
-        and resp is not None
-        and (req % PAGE_SIZE or resp % PAGE_SIZE or req == resp)
-    ):
-        return _ghcb_error(cpu, GHCB_ERR_INVALID_INPUT, "request/response pages")
+    if req is not None and resp is not None:
+        if gen == _V1 and (req % PAGE_SIZE or resp % PAGE_SIZE):
+            # [PATCH v1 3/5] snp_handle_ext_guest_req: "!PAGE_ALIGNED(req_gpa) ... return -EINVAL"
+            raise KvmRunRejected("v1: request/response page not page aligned; KVM_RUN -EINVAL")
+        if gen != _V1 and (req % PAGE_SIZE or resp % PAGE_SIZE or req == resp):
+            # sev_handle_vmgexit: !PAGE_ALIGNED(exit_info_1/2) || exit_info_1 == exit_info_2
+            return _bad_input(cpu, GHCB_ERR_INVALID_INPUT, "request/response pages")
+    _set(cpu, 0, 0, rbx=False)  # svm_vmgexit_success(svm, 0) before the switch
     if cpu.ghcb.get("msg_type", SNP_MSG_REPORT_REQ) != SNP_MSG_REPORT_REQ:
         return _firmware(cpu, "; not a report request, no certificates")
-    gpa, npages = cpu.reg("rax") & (2**64 - 1), cpu.reg("rbx") & (2**64 - 1)
-    if gpa % PAGE_SIZE:
-        return _ghcb_error(cpu, GHCB_ERR_INVALID_INPUT, "RAX not page aligned")
-    gen = ctx.generation
+    if "rax" not in cpu.regs or "rbx" not in cpu.regs or cpu.regs["rax"] % PAGE_SIZE:
+        # !kvm_ghcb_rax_is_valid || !kvm_ghcb_rbx_is_valid || !PAGE_ALIGNED(data_gpa)
+        if gen == _V1:  # v1 3/5: goto abort_request, SNP_GUEST_VMM_ERR_GENERIC (BIT(31))
+            return _vmm_error(cpu, SNP_GUEST_VMM_ERR_GENERIC_V1, v1=True)
+        return _bad_input(cpu, GHCB_ERR_INVALID_INPUT, "RAX/RBX not valid or RAX not aligned")
+    gpa, npages = cpu.regs["rax"] & _U64_MAX, cpu.regs["rbx"] & _U64_MAX
     if not ctx.vm_state.get(REQ_CERTS_ENABLED) or (
         ctx.released and not ctx.has(kernels.SNP_REQ_CERTS_EXIT)
     ):
-        # sev.c: with certificates off KVM writes an empty table if RBX != 0; a failed
-        # write goes to request_invalid (GHCB_ERR_INVALID_INPUT).
-        if npages:
-            if not ctx.memory.contains(gpa, len(EMPTY_CERT_TABLE)):
-                return _ghcb_error(cpu, GHCB_ERR_INVALID_INPUT, "certificate buffer not in RAM")
-            ctx.memory.write(gpa, EMPTY_CERT_TABLE)
-        return _firmware(cpu, "; certificate requests not enabled, empty table")
-    run = ctx.run
-    if gen == "kvm-exit-coco-v1":
-        _begin_exit(ctx, KVM_EXIT_COCO)
-        struct.pack_into(
-            "<B7xQII", run, _U, KVM_EXIT_COCO_REQ_CERTS, gpa >> PAGE_SHIFT, npages & 0xFFFFFFFF, 0
-        )
-        return ExitImage("KVM_EXIT_COCO/KVM_EXIT_COCO_REQ_CERTS", KVM_EXIT_COCO)
-    if gen == "kvm-exit-coco-v2":
-        _begin_exit(ctx, KVM_EXIT_COCO)
-        struct.pack_into(
-            "<B7xIIQI",
-            run,
-            _U,
-            KVM_EXIT_COCO_REQ_CERTS,
-            0,
-            0,
-            gpa >> PAGE_SHIFT,
-            npages & 0xFFFFFFFF,
-        )
-        return ExitImage("KVM_EXIT_COCO/KVM_EXIT_COCO_REQ_CERTS", KVM_EXIT_COCO)
-    if gen in ("snp-req-certs-v3", "snp-req-certs-v4", "snp-req-certs-v5"):
-        _begin_exit(ctx, KVM_EXIT_SNP_REQ_CERTS_V3)
-        struct.pack_into("<QII", run, _U, gpa >> PAGE_SHIFT, npages & 0xFFFFFFFF, 0)
-        return ExitImage("KVM_EXIT_SNP_REQ_CERTS", KVM_EXIT_SNP_REQ_CERTS_V3)
-    reason = _REQ_CERTS_REASON.get(gen, KVM_EXIT_SNP_REQ_CERTS)
-    _begin_exit(ctx, reason)
-    struct.pack_into("<QQQ", run, _U, gpa, npages, 0)
+        return _empty_table(ctx, cpu, gpa, npages)
+    return _req_certs_exit(ctx, gpa, npages)
+
+
+def _empty_table(ctx: KernelContext, cpu: GuestCpu, gpa: int, npages: int) -> GuestView:
+    """Certificates not enabled: 24 zero bytes at RAX if RBX != 0, then the firmware."""
+    if npages:
+        if not ctx.memory.contains(gpa, len(EMPTY_CERT_TABLE)):
+            if ctx.generation == _V1:  # v1 3/5: kvm_write_guest fails -> abort_request
+                return _vmm_error(cpu, SNP_GUEST_VMM_ERR_GENERIC_V1, v1=True)
+            # snp_handle_ext_guest_req: "if (data_npages && kvm_clear_guest(kvm, data_gpa,
+            # 24)) return -EIO;" -- KVM_RUN fails, the guest gets no answer
+            raise KvmRunRejected(
+                f"kvm_clear_guest({gpa:#x}, 24) fails: the certificate buffer is not guest "
+                "memory; KVM_RUN returns -EIO",
+                errno.EIO,
+            )
+        ctx.memory.write(gpa, EMPTY_CERT_TABLE)
+    return _firmware(cpu, "; certificate requests not enabled, empty table")
+
+
+#: generation → (exit number, layout, address field, npages mask) of its certificate exit;
+#: v1 5/5 and v2 write ``coco.nr`` too. Releases: exit 43, ``gpa``.
+_REQ_CERTS_EXITS: dict[str, tuple[int, type[CStruct], str, int]] = {
+    _V1: (KVM_EXIT_COCO, KvmExitCocoV1, "gfn", 0xFFFFFFFF),
+    "kvm-exit-coco-v2": (KVM_EXIT_COCO, KvmExitCocoV2, "gfn", 0xFFFFFFFF),
+    **dict.fromkeys(
+        _U32_LAYOUTS, (KVM_EXIT_SNP_REQ_CERTS_V3, KvmExitSnpReqCertsV3, "gfn", 0xFFFFFFFF)
+    ),
+    "snp-req-certs-v6": (KVM_EXIT_SNP_REQ_CERTS_V3, KvmExitSnpReqCertsV6, "gfn", _U64_MAX),
+    "snp-req-certs-v7": (KVM_EXIT_SNP_REQ_CERTS_V7, KvmExitSnpReqCerts, "gpa", _U64_MAX),
+}
+_RELEASED_EXIT = (KVM_EXIT_SNP_REQ_CERTS, KvmExitSnpReqCerts, "gpa", _U64_MAX)
+
+
+def _req_certs_exit(ctx: KernelContext, gpa: int, npages: int) -> ExitImage:
+    """The certificate exit of ``ctx.generation``: the fields its handler sets, ``ret`` = 0."""
+    reason, layout, address, mask = _REQ_CERTS_EXITS.get(ctx.generation, _RELEASED_EXIT)
+    fields: dict[str, int | tuple[int, ...]] = {
+        address: gpa >> PAGE_SHIFT if address == "gfn" else gpa,  # gpa_to_gfn(data_gpa)
+        "npages": npages & mask,
+        "ret": 0,
+    }
+    if layout in (KvmExitCocoV1, KvmExitCocoV2):  # KVM_EXIT_COCO and v3..v6 share 40
+        fields["nr"] = KVM_EXIT_COCO_REQ_CERTS
+        write_exit(ctx.run, reason, layout, fields)
+        return ExitImage("KVM_EXIT_COCO/KVM_EXIT_COCO_REQ_CERTS", reason)
+    write_exit(ctx.run, reason, layout, fields)
     return ExitImage("KVM_EXIT_SNP_REQ_CERTS", reason)
 
 
 def _ext_resume(ctx: KernelContext, cpu: GuestCpu) -> GuestView:
     run, gen = ctx.run, ctx.generation
-    if gen == "kvm-exit-coco-v1":
+    if gen == _V1:
         npages, ret = struct.unpack_from("<II", run, run_offset(KvmExitCocoV1, "npages"))
+        # [PATCH v1 5/5] snp_complete_req_certs: INVALID_LEN sets RBX; any other non-zero
+        # ret becomes SNP_GUEST_VMM_ERR_GENERIC (BIT(31)); ret is not passed through.
         if ret == 0:
             return _firmware(cpu, "")
         if ret == KVM_EXIT_COCO_REQ_CERTS_ERR_INVALID_LEN:
             cpu.regs["rbx"] = npages
-            return _guest_request_error(cpu, SNP_GUEST_VMM_ERR_INVALID_LEN, v1=True)
-        # INFERRED: v1 passed ret through as the VMM error (the hybrid space, §5 item 2).
-        return _guest_request_error(cpu, ret, v1=True)
+            return _vmm_error(cpu, SNP_GUEST_VMM_ERR_INVALID_LEN, v1=True)
+        return _vmm_error(cpu, SNP_GUEST_VMM_ERR_GENERIC_V1, v1=True)
     if gen == "kvm-exit-coco-v2":
         ret = _U32.unpack_from(run, run_offset(KvmExitCocoV2, "ret"))[0]
         npages = _U32.unpack_from(run, run_offset(KvmExitCocoV2, "npages"))[0]
-        strict = False
-    elif gen in ("snp-req-certs-v3", "snp-req-certs-v4", "snp-req-certs-v5"):
+    elif gen in _U32_LAYOUTS:
         npages, ret = struct.unpack_from("<II", run, run_offset(KvmExitSnpReqCertsV3, "npages"))
-        strict = False
-    else:
+    else:  # v6, v7, released: the same u64 npages/ret offsets
         npages, ret = struct.unpack_from("<QQ", run, run_offset(KvmExitSnpReqCerts, "npages"))
-        strict = gen != "snp-req-certs-v6"  # v6 lenient: UNVERIFIED
     if ret == 0:
         return _firmware(cpu, "")
     if ret == Errno.ENOSPC:
-        cpu.regs["rbx"] = npages
-        return _guest_request_error(cpu, SNP_GUEST_VMM_ERR_INVALID_LEN)
+        cpu.regs["rbx"] = npages  # vcpu->arch.regs[VCPU_REGS_RBX] = snp_req_certs.npages
+        return _vmm_error(cpu, SNP_GUEST_VMM_ERR_INVALID_LEN)
     if ret == Errno.EAGAIN:
-        return _guest_request_error(cpu, SNP_GUEST_VMM_ERR_BUSY)
-    if ret == Errno.EIO or not strict:
-        return _guest_request_error(cpu, SNP_GUEST_VMM_ERR_GENERIC)
+        return _vmm_error(cpu, SNP_GUEST_VMM_ERR_BUSY)
+    if ret == Errno.EIO or gen in _LENIENT:
+        return _vmm_error(cpu, SNP_GUEST_VMM_ERR_GENERIC)
     raise KvmRunRejected(
         f"snp_complete_req_certs: ret={ret} is not 0, ENOSPC, EAGAIN or EIO; KVM_RUN fails "
         "with EINVAL"
     )
 
 
-# -- snp.psc_msr ------------------------------------------------------------------------------
-
-
-def _map_gpa_exit(ctx: KernelContext, gpa: int, npages: int, attrs: int) -> ExitImage:
-    _begin_exit(ctx, KvmExitReason.HYPERCALL)
-    _HC_ARGS.pack_into(ctx.run, _U, HypercallNr.MAP_GPA_RANGE, gpa, npages, attrs)
-    return ExitImage("KVM_EXIT_HYPERCALL/KVM_HC_MAP_GPA_RANGE", KvmExitReason.HYPERCALL)
-
-
-def _check_ret(ctx: KernelContext) -> int:
-    ret: int = _U64.unpack_from(ctx.run, _RET_HC)[0]
-    if _strict_ret(ctx) and ret not in (0, Errno.EINVAL, Errno.EAGAIN):
-        raise KvmRunRejected(
-            f"MAP_GPA_RANGE: hypercall.ret={ret} is not 0, EINVAL or EAGAIN; KVM_RUN fails "
-            "with EINVAL (Linux 7.2)"
-        )
-    return ret
-
-
-def _msr_view(cpu: GuestCpu, value: int) -> GuestView:
-    cpu.ghcb["msr"] = value
-    name = "GHCB_MSR_PSC_RESP" if value == GHCB_MSR_PSC_RESP else "GHCB_MSR_PSC_RESP_ERROR"
-    return GuestView({"msr": value}, f"GHCB MSR={value:#x} ({name})")
-
-
-def _psc_msr_enter(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
-    msr = cpu.ghcb.get("msr", 0) & (2**64 - 1)
-    if msr & GHCB_MSR_INFO_MASK != GHCB_MSR_PSC_REQ:
-        return _msr_view(cpu, GHCB_MSR_PSC_RESP_ERROR)
-    gfn = (msr >> 12) & ((1 << 40) - 1)  # GHCB_MSR_PSC_REQ_TO_GFN: bits 51:12
-    op = (msr >> 52) & 0xF  # GHCB_MSR_PSC_REQ_TO_OP: bits 55:52
-    if op not in (PscOp.PRIVATE, PscOp.SHARED) or not ctx.vm_state.get("kvm.exit_hypercall", True):
-        return _msr_view(cpu, GHCB_MSR_PSC_RESP_ERROR)
-    enc = MapGpaRangeAttr.ENCRYPTED if op == PscOp.PRIVATE else MapGpaRangeAttr.DECRYPTED
-    return _map_gpa_exit(ctx, gfn << PAGE_SHIFT, 1, int(enc | MapGpaRangeAttr.PAGE_SZ_4K))
-
-
-def _psc_msr_resume(ctx: KernelContext, cpu: GuestCpu) -> GuestView:
-    ret = _check_ret(ctx)
-    return _msr_view(cpu, GHCB_MSR_PSC_RESP_ERROR if ret else GHCB_MSR_PSC_RESP)
-
-
-# -- snp.psc (GHCB protocol) ---------------------------------------------------------------
-
-
-def _psc_done(ctx: KernelContext, cpu: GuestCpu, code: int) -> GuestView:
-    ctx.vm_state.pop(_PSC_KEY, None)
-    cpu.ghcb["sw_exitinfo2"] = code
-    names = {
-        0: "0",
-        VMGEXIT_PSC_ERROR_GENERIC: "VMGEXIT_PSC_ERROR_GENERIC",
-        VMGEXIT_PSC_ERROR_INVALID_HDR: "VMGEXIT_PSC_ERROR_INVALID_HDR",
-        VMGEXIT_PSC_ERROR_INVALID_ENTRY: "VMGEXIT_PSC_ERROR_INVALID_ENTRY",
-    }
-    return GuestView({"sw_exitinfo2": code}, f"SW_EXITINFO2={code:#x} ({names[code]})")
-
-
-def _psc_begin(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
-    desc = cpu.ghcb.get("sw_scratch", -1)
-    mem = ctx.memory
-    while True:
-        if desc < 0 or not mem.contains(desc, _PSC_HDR.size):
-            return _ghcb_error(cpu, GHCB_ERR_INVALID_SCRATCH_AREA, "PSC descriptor not in RAM")
-        cur, end, _rsvd = _PSC_HDR.unpack(mem.read(desc, _PSC_HDR.size))
-        if end >= VMGEXIT_PSC_MAX_COUNT:
-            return _psc_done(ctx, cpu, VMGEXIT_PSC_ERROR_INVALID_HDR)
-        size = _PSC_HDR.size + 8 * (end + 1)
-        if not mem.contains(desc, size):
-            return _ghcb_error(cpu, GHCB_ERR_INVALID_SCRATCH_AREA, "PSC entries not in RAM")
-        raw = mem.read(desc, size)
-        entries = list(struct.unpack_from(f"<{end + 1}Q", raw, _PSC_HDR.size))
-        # Find the start of the next range that needs work (snp_begin_psc).
-        idx = cur
-        gfn = npages = 0
-        huge = False
-        while idx <= end:
-            e = entries[idx]
-            cur_page, gfn, huge = e & 0xFFF, (e >> 12) & ((1 << 40) - 1), bool((e >> 56) & 1)
-            npages = 512 if huge else 1
-            if cur_page > npages or gfn % npages:
-                return _psc_done(ctx, cpu, VMGEXIT_PSC_ERROR_INVALID_ENTRY)
-            if cur_page:
-                if not huge:
-                    return _psc_done(ctx, cpu, VMGEXIT_PSC_ERROR_INVALID_ENTRY)
-                gfn, npages, huge = gfn + cur_page, npages - cur_page, False
-            if npages:
-                break
-            idx += 1
-        if idx != cur:  # hdr.cur_entry advanced past finished entries
-            mem.write(desc, struct.pack("<H", min(idx, 0xFFFF)))
-        if idx > end:
-            return _psc_done(ctx, cpu, 0)
-        first = entries[idx]
-        op = (first >> 52) & 0xF
-        last = idx
-        while last + 1 <= end:
-            e = entries[last + 1]
-            same = (e >> 52) & 0xF == op and bool((e >> 56) & 1) == huge and not e & 0xFFF
-            if not same or (e >> 12) & ((1 << 40) - 1) != gfn + npages:
-                break
-            last += 1
-            npages += 512 if huge else 1
-        ctx.vm_state[_PSC_KEY] = (desc, idx, last)
-        if op in (PscOp.PRIVATE, PscOp.SHARED):
-            enc = MapGpaRangeAttr.ENCRYPTED if op == PscOp.PRIVATE else MapGpaRangeAttr.DECRYPTED
-            size_attr = MapGpaRangeAttr.PAGE_SZ_2M if huge else MapGpaRangeAttr.PAGE_SZ_4K
-            return _map_gpa_exit(ctx, gfn << PAGE_SHIFT, npages, int(enc | size_attr))
-        _psc_mark_done(ctx)  # SMASH/UNSMASH: skipped as done, no exit (sev.c)
-
-
-def _psc_mark_done(ctx: KernelContext) -> None:
-    """``__snp_complete_one_psc``: entries idx..last done, cur_entry past them."""
-    state = ctx.vm_state.get(_PSC_KEY)
-    if not isinstance(state, tuple):
-        return
-    desc, idx, last = state
-    mem = ctx.memory
-    for i in range(idx, last + 1):
-        at = desc + _PSC_HDR.size + 8 * i
-        e = _U64.unpack(mem.read(at, 8))[0]
-        done = 512 if (e >> 56) & 1 else 1
-        mem.write(at, _U64.pack((e & ~0xFFF) | done))
-    mem.write(desc, struct.pack("<H", min(last + 1, 0xFFFF)))
-
-
-def _psc_enter(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
-    if not ctx.vm_state.get("kvm.exit_hypercall", True):
-        return _psc_done(ctx, cpu, VMGEXIT_PSC_ERROR_GENERIC)
-    return _psc_begin(ctx, cpu)
-
-
-def _psc_resume(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
-    ret = _check_ret(ctx)
-    if ret:  # SNP has no retry: EINVAL and EAGAIN both give GENERIC (§3.4)
-        return _psc_done(ctx, cpu, VMGEXIT_PSC_ERROR_GENERIC)
-    _psc_mark_done(ctx)
-    return _psc_begin(ctx, cpu)
-
-
 # -- termination ------------------------------------------------------------------------------
 
 
-def _term(key: str) -> Callable[[KernelContext, GuestCpu], ExitImage | GuestView]:
-    def enter(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
-        _begin_exit(ctx, KvmExitReason.SYSTEM_EVENT)
-        _SYSEV.pack_into(
-            ctx.run, _U, SystemEventType.SEV_TERM, 1, cpu.ghcb.get(key, 0) & (2**64 - 1)
-        )
+def _term_msr(ctx: KernelContext, cpu: GuestCpu) -> ExitImage:
+    """``out_terminate``: data[0] = control->ghcb_gpa, the GHCB MSR value."""
+    return _sev_term(ctx, cpu.ghcb.get("msr", 0))
+
+
+def _term_ghcb(ctx: KernelContext, cpu: GuestCpu) -> ExitImage:
+    """``SVM_VMGEXIT_TERM_REQUEST``: data[0] = control->ghcb_gpa, the GHCB page GPA."""
+    return _sev_term(ctx, cpu.ghcb.get("ghcb_gpa", 0))
+
+
+def _sev_term(ctx: KernelContext, value: int) -> ExitImage:
+    fields: dict[str, int | tuple[int, ...]] = {
+        "type": int(SystemEventType.SEV_TERM),
+        "ndata": 1,
+        "data": (value & _U64_MAX,),
+    }
+    write_exit(ctx.run, KvmExitReason.SYSTEM_EVENT, KvmSystemEventExit, fields)
+    return ExitImage("KVM_EXIT_SYSTEM_EVENT/KVM_SYSTEM_EVENT_SEV_TERM", KvmExitReason.SYSTEM_EVENT)
+
+
+# -- snp.kvm_hypercall: VMMCALL through the GHCB, x86.c's PV path ------------------------------
+
+
+def _hypercall_enter(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
+    if "rax" not in cpu.regs:  # sev_es_are_required_ghcb_fields_valid: RAX and CPL for VMMCALL
+        return _bad_input(cpu, GHCB_ERR_MISSING_INPUT, "RAX not marked valid")
+    _set(cpu, 0, 0, rbx=False)  # svm_vmgexit_success(svm, 0)
+    args = (cpu.reg("rbx"), cpu.reg("rcx"), cpu.reg("rdx"))
+    exited = pv_hypercall(
+        ctx.run,
+        cpu.regs["rax"],
+        args,
+        cpl=cpu.ghcb.get("cpl", 0),
+        exit_enabled=bool(ctx.vm_state.get(EXIT_HYPERCALL, True)),
+    )
+    if exited:
         return ExitImage(
-            "KVM_EXIT_SYSTEM_EVENT/KVM_SYSTEM_EVENT_SEV_TERM", KvmExitReason.SYSTEM_EVENT
+            "KVM_EXIT_HYPERCALL/KVM_HC_MAP_GPA_RANGE (PV VMMCALL)", KvmExitReason.HYPERCALL
         )
+    return _hypercall_resume(ctx, cpu)
 
-    return enter
 
+def _hypercall_resume(ctx: KernelContext, cpu: GuestCpu) -> GuestView:
+    """x86.c ``complete_hypercall_exit()``: RAX <- hypercall.ret, verbatim (64-bit guest)."""
+    ret = hypercall_ret(ctx.run)
+    cpu.regs["rax"] = ret
+    return GuestView({"rax": ret}, f"RAX={ret:#x} (hypercall.ret as written, no errno check)")
 
-#: A one-entry PSC descriptor at 0x8000 (psc_hdr cur 0, end 0; gfn 0x100 to private, 4 KiB).
-_PSC_DESC = {0x8000: _PSC_HDR.pack(0, 0, 0) + _U64.pack(0x100 << 12 | PscOp.PRIVATE << 52)}
 
 #: The SNP calls the kernel model runs.
 MODEL = ModelPart(
@@ -420,7 +314,7 @@ MODEL = ModelPart(
         GuestCall(
             name="snp.ext_guest_request",
             description="SVM_VMGEXIT_EXT_GUEST_REQUEST: certificates via KVM_EXIT_SNP_REQ_CERTS "
-            "(arch/x86/kvm/svm/sev.c; kernel-abi.md §3.1, §3.2, §5)",
+            "(sev.c snp_handle_ext_guest_req, snp_complete_req_certs; kernel-abi.md §3.1, §3.2)",
             enter=_ext_enter,
             resume=_ext_resume,
             examples=(
@@ -431,41 +325,41 @@ MODEL = ModelPart(
                 ),
             ),
         ),
-        GuestCall(
-            name="snp.psc_msr",
-            description="GHCB_MSR_PSC_REQ: one 4 KiB page via KVM_HC_MAP_GPA_RANGE (sev.c; §3.4)",
-            enter=_psc_msr_enter,
-            resume=_psc_msr_resume,
-            examples=(
-                CallExample(
-                    name="gfn 0x33 to private",
-                    ghcb={"msr": GHCB_MSR_PSC_REQ | 0x33 << 12 | PscOp.PRIVATE << 52},
-                ),
-            ),
-        ),
-        GuestCall(
-            name="snp.psc",
-            description="SVM_VMGEXIT_PSC: batched entries via KVM_HC_MAP_GPA_RANGE (sev.c; §3.4)",
-            enter=_psc_enter,
-            resume=_psc_resume,
-            examples=(
-                CallExample(name="one entry", ghcb={"sw_scratch": 0x8000}, memory=_PSC_DESC),
-            ),
-        ),
+        PSC_MSR_CALL,
+        PSC_CALL,
         GuestCall(
             name="snp.term_msr",
-            description="GHCB_MSR_TERM_REQ: KVM_SYSTEM_EVENT_SEV_TERM, data[0] = MSR value (§3.5)",
-            enter=_term("msr"),
+            description="GHCB_MSR_TERM_REQ: KVM_SYSTEM_EVENT_SEV_TERM, data[0] = MSR value "
+            "(sev.c out_terminate)",
+            enter=_term_msr,
             resume=None,
             examples=(CallExample(name="reason set 1", ghcb={"msr": 0x100 | 1 << 12}),),
         ),
         GuestCall(
             name="snp.term_ghcb",
             description="SVM_VMGEXIT_TERM_REQUEST: KVM_SYSTEM_EVENT_SEV_TERM, data[0] = GHCB GPA "
-            "(§3.5)",
-            enter=_term("ghcb_gpa"),
+            "(sev.c sev_handle_vmgexit)",
+            enter=_term_ghcb,
             resume=None,
             examples=(CallExample(name="GHCB at 0x3000", ghcb={"ghcb_gpa": 0x3000}),),
+        ),
+        GuestCall(
+            name="snp.kvm_hypercall",
+            description="SVM_EXIT_VMMCALL: KVM's PV hypercall; KVM_HC_MAP_GPA_RANGE exits, RAX <- "
+            "hypercall.ret verbatim (x86.c ____kvm_emulate_hypercall, complete_hypercall_exit)",
+            enter=_hypercall_enter,
+            resume=_hypercall_resume,
+            examples=(
+                CallExample(
+                    name="MAP_GPA_RANGE: one page to private",
+                    regs={
+                        "rax": HypercallNr.MAP_GPA_RANGE,
+                        "rbx": 0x100000,
+                        "rcx": 1,
+                        "rdx": MapGpaRangeAttr.ENCRYPTED,
+                    },
+                ),
+            ),
         ),
     ),
 )

@@ -155,15 +155,15 @@ def _proposals() -> tuple[AbiPart, ...]:
     v1_duty = CompletionDuty(
         exit_name=_COCO,
         field="kvm_run.coco.req_certs.ret (u32), kvm_run.coco.req_certs.npages",
-        kernel_action="ret is the GHCB VMM error: 0 firmware called; ERR_INVALID_LEN (1): RBX ← "
-        "npages; "
-        "ERR_GENERIC (1 << 31): SW_EXITINFO2 = BIT(31) << 32",
-        rejects="no check (inferred)",
+        kernel_action="0: firmware called; ERR_INVALID_LEN (1): RBX <- npages, SW_EXITINFO2 = "
+        "INVALID_LEN << 32; any other non-zero: SW_EXITINFO2 = SNP_GUEST_VMM_ERR_GENERIC "
+        "(BIT(31)) << 32, ret not passed through ([PATCH v1 5/5] snp_complete_req_certs)",
+        rejects="no check: every value is accepted",
     )
     v2_duty = CompletionDuty(
         exit_name=_COCO,
         field="kvm_run.coco.ret (u32), kvm_run.coco.req_certs.npages",
-        kernel_action="errno: ENOSPC: INVALID_LEN and RBX ← npages; EAGAIN: BUSY; other non-zero: "
+        kernel_action="errno: ENOSPC: INVALID_LEN and RBX <- npages; EAGAIN: BUSY; other non-zero: "
         "GENERIC",
         rejects="no check: other values are the generic error",
     )
@@ -171,28 +171,35 @@ def _proposals() -> tuple[AbiPart, ...]:
         exit_name=_RC,
         field="kvm_run.snp_req_certs.ret (u32), kvm_run.snp_req_certs.npages (u32)",
         kernel_action=v2_duty.kernel_action,
-        rejects="no check (inferred from v2)",
+        rejects="no check: other values are the generic error ([PATCH v5 1/1] "
+        "snp_complete_req_certs)",
     )
     v6_duty = CompletionDuty(
         exit_name=_RC,
         field="kvm_run.snp_req_certs.ret, .npages (u64)",
-        kernel_action=v2_duty.kernel_action,
-        rejects="UNVERIFIED",
+        kernel_action=_REQ_CERTS_DUTY.kernel_action + "; enabled by KVM_SEV_SNP_ENABLE_REQ_CERTS, "
+        "probed with device attribute KVM_X86_SEV_SNP_REQ_CERTS = 1",
+        rejects="unknown ret: KVM_RUN -EINVAL (the strict switch asked for in the v5 review "
+        "<Z78uu3VNoIu48--7@google.com>)",
     )
     cover = "thread 'SEV-SNP: Add KVM support for attestation and KVM_EXIT_COCO'"
     v3_notes = ("KVM_CAP_EXIT_SNP_REQ_CERTS 239 enables it", "gfn, not gpa: gpa = gfn << 12")
     return (
         _proposal(
             "kvm-exit-coco-v1",
-            "[PATCH v1] SEV-SNP: Add KVM support for attestation and KVM_EXIT_COCO, 2024-06-21",
+            "[PATCH v1] SEV-SNP: Add KVM support for attestation and KVM_EXIT_COCO, 2024-06-21 "
+            "(4/5 <20240621134041.3170480-5-michael.roth@amd.com>, 5/5 ...-6-)",
             "2024-06-21",
             {**pre_tdx, "KVM_EXIT_COCO": KVM_EXIT_COCO},
             complete.COCO_V1_REQ_CERTS,
             duty=v1_duty,
             notes=(
                 "KVM_CAP_EXIT_COCO 237; nr 0 = KVM_EXIT_COCO_REQ_CERTS",
-                "hybrid error space: ret is the GHCB VMM error (rejected in review, §5 item 2)",
-                "inferred: KVM passed any other ret through as the VMM error",
+                "hybrid error space: ret is KVM-defined but GHCB-valued (rejected in review, "
+                "<Zn8YM-s0TRUk-6T-@google.com>)",
+                "v1 5/5: any ret other than 0 and ERR_INVALID_LEN becomes GENERIC (BIT(31)); "
+                "v1 3/5: a misaligned RAX or a failed empty-table write is GENERIC too, a "
+                "misaligned request/response page fails KVM_RUN with -EINVAL",
             ),
             discriminators=(complete.COCO_NR,),
         ),
@@ -208,43 +215,54 @@ def _proposals() -> tuple[AbiPart, ...]:
         ),
         _proposal(
             "snp-req-certs-v3",
-            f"[PATCH v3] KVM_EXIT_SNP_REQ_CERTS, Dec 2024 ({cover})",
-            "2024-12",
+            "[PATCH v3] SEV-SNP: Add KVM support for SNP certificate fetching, 2024-12-18 "
+            "<20241218152226.1113411-1-michael.roth@amd.com>",
+            "2024-12-18",
+            {**pre_tdx, _RC: KVM_EXIT_SNP_REQ_CERTS_V3},
+            complete.REQ_CERTS_V3,
+            duty=v3_duty,
+            notes=(*v3_notes, "KVM_EXIT_COCO dropped after PUCK (v3 cover letter)"),
+        ),
+        _proposal(
+            "snp-req-certs-v4",
+            "[PATCH v4 1/1] KVM: Introduce KVM_EXIT_SNP_REQ_CERTS for SNP certificate-fetching, "
+            "2025-01-20 <20250120215818.522175-2-huibo.wang@amd.com>",
+            "2025-01-20",
             {**pre_tdx, _RC: KVM_EXIT_SNP_REQ_CERTS_V3},
             complete.REQ_CERTS_V3,
             duty=v3_duty,
             notes=v3_notes,
         ),
         _proposal(
-            "snp-req-certs-v4",
-            "[PATCH v4] KVM_EXIT_SNP_REQ_CERTS, 2025 (date UNVERIFIED; layout as v3, §5 item 6)",
-            "2025-01",
-            {**pre_tdx, _RC: KVM_EXIT_SNP_REQ_CERTS_V3},
-            complete.REQ_CERTS_V3,
-            duty=v3_duty,
-            notes=(*v3_notes, "date and details UNVERIFIED beyond 'v3-v5' in kernel-abi.md §5"),
-        ),
-        _proposal(
             "snp-req-certs-v5",
-            "[PATCH v5] KVM_EXIT_SNP_REQ_CERTS, by Apr 2025 (date UNVERIFIED; layout as v3)",
-            "2025-03",
+            "[PATCH v5 1/1] KVM: Introduce KVM_EXIT_SNP_REQ_CERTS for SNP certificate-fetching, "
+            "2025-02-19 <20250219151505.3538323-2-michael.roth@amd.com>",
+            "2025-02-19",
             {**pre_tdx, _RC: KVM_EXIT_SNP_REQ_CERTS_V3},
             complete.REQ_CERTS_V3,
             duty=v3_duty,
-            notes=(*v3_notes, "date and details UNVERIFIED beyond 'v3-v5' in kernel-abi.md §5"),
+            notes=(
+                *v3_notes,
+                "reviewed in <Z78uu3VNoIu48--7@google.com> (2025-02-26): u64 fields, a device "
+                "attribute instead of the capability, EIO only, reject unknown ret",
+            ),
         ),
         _proposal(
             "snp-req-certs-v6",
-            "[PATCH v6] KVM_EXIT_SNP_REQ_CERTS, 2025-04-28 (review <aC3m1uMmp28gSm3r@google.com>)",
+            "[PATCH v6 1/2] KVM: Introduce KVM_EXIT_SNP_REQ_CERTS for SNP certificate-fetching, "
+            "2025-04-28 <20250428195113.392303-2-michael.roth@amd.com>",
             "2025-04-28",
             {**pre_tdx, _RC: KVM_EXIT_SNP_REQ_CERTS_V3},
             complete.REQ_CERTS_V6,
             duty=v6_duty,
             notes=(
-                "u64 gpa/npages/ret; KVM_SEV_SNP_ENABLE_REQ_CERTS instead of a capability",
-                "exit number 40 UNVERIFIED (assumed as v3..v5)",
-                "lenient ret rule UNVERIFIED: the strict switch and EIO-only were v6 review "
-                "requests, done in v7",
+                "u64 gfn (gpa_to_gfn(data_gpa)), npages and ret; still exit 40",
+                "KVM_SEV_SNP_ENABLE_REQ_CERTS (103) instead of a capability; device attribute "
+                "KVM_X86_SEV_SNP_REQ_CERTS = 1 ([PATCH v6 2/2] "
+                "<20250428195113.392303-3-michael.roth@amd.com>)",
+                "strict ret switch: 0, ENOSPC, EAGAIN, EIO; anything else fails KVM_RUN",
+                "reviewed in <aC3m1uMmp28gSm3r@google.com> (2025-05-21): gpa instead of gfn, "
+                "done in v7",
             ),
         ),
         _proposal(
@@ -259,7 +277,10 @@ def _proposals() -> tuple[AbiPart, ...]:
             },
             complete.REQ_CERTS_V7,
             duty=_REQ_CERTS_DUTY,
-            notes=("posted as exit 42; merged as 43 (ARM_LDST64B took 42), §1.2",),
+            notes=(
+                "posted as exit 42; merged as 43 (ARM_LDST64B took 42), §1.2",
+                "gpa instead of v6's gfn; device attribute KVM_X86_SEV_SNP_REQ_CERTS = 2",
+            ),
         ),
     )
 

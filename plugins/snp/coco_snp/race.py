@@ -15,9 +15,11 @@ Actors, each advanced one step per schedule entry:
   holds the shared lock.
 * **VMM** (``VMM_A``, ``VMM_B``: two vCPUs): serves one request in two steps — *read* the
   certificates, then *complete* (KVM issues the firmware request; the firmware signs with the
-  TCB it has at that moment). Under :attr:`Policy.OFD_LOCK` the read takes the shared lock
-  non-blocking and the completion releases it (``immediate_exit``/``EINTR``); if the updater
-  holds the lock the request is answered RETRY (``EAGAIN``) at once.
+  TCB it has at that moment). Under :attr:`Policy.GUEST_NAMED_TCB` the two steps are the
+  guest's two requests instead: the report, then the certificates for the TCB it names.
+  Under :attr:`Policy.OFD_LOCK` the read takes the shared lock non-blocking and the
+  completion releases it (``immediate_exit``/``EINTR``); if the updater holds the lock the
+  request is answered RETRY (``EAGAIN``) at once.
 * **firmware**: holds REPORTED_TCB; it has no steps of its own.
 
 Policies:
@@ -30,6 +32,21 @@ Policies:
   signing (as in Dionna Glaze's proposal to return REPORTED_TCB with the request, which was
   not adopted upstream); without that atomicity this policy has its own, smaller window. If
   the VCEK for that TCB is not published yet, the request is answered RETRY.
+* :attr:`Policy.GUEST_NAMED_TCB` — Dionna Glaze's second alternative (2024-09-13,
+  <CAAH4kHZ-9ajaLH8C1N2MKzFuBKjx+BVk9-t24xhyEL3AKEeMQQ@mail.gmail.com>): "a new request
+  type that doesn't communicate with the ASP at all and instead just requests certificates
+  for a given REPORTED_TCB. The guest VM can read an attestation report's reported_tcb
+  field and craft this request." The guest first gets its report (the firmware signs with
+  the TCB it has then), then asks for the certificates of the REPORTED_TCB in that report;
+  the VMM serves that TCB's VCEK from a TCB-keyed store, or RETRY if it has none yet. No
+  GHCB request of this kind exists; the model shows what it would buy.
+
+Verdicts (``plugins/snp/tests/test_race.py`` checks every interleaving of small schedules):
+``NONE`` mismatches; ``OFD_LOCK``, ``TCB_KEYED`` and ``GUEST_NAMED_TCB`` never do.
+``TCB_KEYED`` needs the signing TCB learnt atomically with the signing (a ccp change);
+``GUEST_NAMED_TCB`` needs no atomicity and no lock, because the TCB comes from the signed
+report itself, at the price of a GHCB extension, a second guest round trip, and a store
+that keeps the VCEK of every TCB a guest may still hold a report for.
 
 Running a schedule yields, per request, the TCB of the VCEK served and the TCB signed with.
 """
@@ -60,6 +77,7 @@ class Policy(enum.Enum):
     NONE = "none"
     OFD_LOCK = "ofd-lock"
     TCB_KEYED = "tcb-keyed"
+    GUEST_NAMED_TCB = "guest-named-tcb"
 
 
 @enum.unique
@@ -101,6 +119,7 @@ _UPDATER_STEPS = {
     Policy.NONE: ("load_firmware", "write_certs"),
     Policy.OFD_LOCK: ("lock_exclusive", "load_firmware", "write_certs", "unlock"),
     Policy.TCB_KEYED: ("load_firmware", "write_certs"),
+    Policy.GUEST_NAMED_TCB: ("load_firmware", "write_certs"),
 }
 
 
@@ -154,12 +173,19 @@ class _World:
                 self.trace.append(f"{vmm.value} busy -> RETRY")
                 return
             self.shared.add(vmm)
+        if self.policy is Policy.GUEST_NAMED_TCB:  # the report first: signed now
+            self.reading[vmm] = self.firmware_tcb
+            self.trace.append(f"{vmm.value} report signed (tcb {self.firmware_tcb})")
+            return
         served = None if self.policy is Policy.TCB_KEYED else self.cert_file_tcb
         self.reading[vmm] = served
         self.trace.append(f"{vmm.value} read certs (tcb {served})")
 
     def _complete(self, vmm: Actor) -> None:
         served = self.reading.pop(vmm)
+        if self.policy is Policy.GUEST_NAMED_TCB:
+            self._serve_named(vmm, served)
+            return
         signed = self.firmware_tcb  # the firmware signs now, with its current TCB
         if self.policy is Policy.TCB_KEYED:
             if signed not in self.published:
@@ -173,6 +199,15 @@ class _World:
         self.trace.append(
             f"{vmm.value} complete: served {served}, signed {signed} ({outcome.value})"
         )
+
+    def _serve_named(self, vmm: Actor, named: int | None) -> None:
+        """The guest asks for the VCEK of the REPORTED_TCB its report carries: no ASP call."""
+        if named is None or named not in self.published:
+            self.requests.append(RequestOutcome(vmm, None, None, Outcome.RETRY))
+            self.trace.append(f"{vmm.value} no VCEK for named tcb {named} yet -> RETRY")
+            return
+        self.requests.append(RequestOutcome(vmm, named, named, Outcome.MATCH))
+        self.trace.append(f"{vmm.value} certs for named tcb {named}: served {named} (match)")
 
 
 def run_schedule(schedule: Iterable[Actor], policy: Policy, *, initial_tcb: int = 1) -> RaceResult:

@@ -16,13 +16,20 @@ v1         2024-06-21  ``KVM_EXIT_COCO`` 40            ``nr`` u8, ``req_certs {g
                                                        npages u32, ret u32}``, 24 bytes
 v2         2024-11-19  ``KVM_EXIT_COCO`` 40            ``nr`` u8, ``ret`` u32 in the header,
                                                        ``req_certs {gfn, npages u32}``, 32 B
-v3..v5     2024-12 ..  ``KVM_EXIT_SNP_REQ_CERTS`` 40   ``{gfn u64, npages u32, ret u32}``
-v6         2025-04-28  ``KVM_EXIT_SNP_REQ_CERTS``      ``{gpa, npages, ret}`` u64
+v3         2024-12-18  ``KVM_EXIT_SNP_REQ_CERTS`` 40   ``{gfn u64, npages u32, ret u32}``
+v4         2025-01-20  ``KVM_EXIT_SNP_REQ_CERTS`` 40   as v3
+v5         2025-02-19  ``KVM_EXIT_SNP_REQ_CERTS`` 40   as v3
+v6         2025-04-28  ``KVM_EXIT_SNP_REQ_CERTS`` 40   ``{gfn, npages, ret}`` u64
 v7         2026-01-09  ``KVM_EXIT_SNP_REQ_CERTS`` 42   ``{gpa, npages, ret}`` u64 (merged as 43)
 =========  ==========  ==============================  ===================================
 
-What kernel-abi.md does not state is marked UNVERIFIED where it is used: the v6 exit
-number (40 assumed, as v3..v5; TDX only took 40 in June 2025) and the v4/v5 posting dates.
+v6 is read from ``[PATCH v6 1/2]`` <20250428195113.392303-2-michael.roth@amd.com> (its
+``include/uapi/linux/kvm.h`` hunk: ``__u64 gfn``, ``KVM_EXIT_SNP_REQ_CERTS 40``) and
+``[PATCH v6 2/2]`` <20250428195113.392303-3-michael.roth@amd.com>
+(``KVM_X86_SEV_SNP_REQ_CERTS 1``); ``gpa`` and attribute 2 came with v7. v3 is
+<20241218152226.1113411-1-michael.roth@amd.com>, v4
+<20250120215818.522175-2-huibo.wang@amd.com>, v5
+<20250219151505.3538323-2-michael.roth@amd.com> (the ABI parts in plugin.py name them).
 
 The C text in each class docstring is the header's (the proposals' flattened
 ``struct kvm_exit_coco`` members are named as the C members they mirror). The nested
@@ -37,6 +44,11 @@ import enum
 from coco_core.plugin import U8, U32, U64, CStruct, Layout, c_field, c_struct, struct_of, union_of
 
 __all__ = [
+    "GHCB_ERR_INVALID_EVENT",
+    "GHCB_ERR_INVALID_SCRATCH_AREA",
+    "GHCB_ERR_MISSING_INPUT",
+    "GHCB_HV_RESP_MALFORMED_INPUT",
+    "GHCB_HV_RESP_NO_ACTION",
     "GHCB_MSR_INFO_MASK",
     "GHCB_MSR_PSC_REQ",
     "GHCB_MSR_PSC_RESP",
@@ -46,6 +58,8 @@ __all__ = [
     "GHCB_MSR_TERM_REASON_SET_MASK",
     "GHCB_MSR_TERM_REASON_SET_POS",
     "GHCB_MSR_TERM_REQ",
+    "GHCB_SHARED_BUFFER",
+    "GHCB_SHARED_BUFFER_END",
     "GHCB_SW_EXITINFO1_OFFSET",
     "GHCB_SW_EXITINFO2_OFFSET",
     "HEADER",
@@ -63,16 +77,20 @@ __all__ = [
     "KVM_SEV_SNP_ENABLE_REQ_CERTS",
     "KVM_X86_GRP_SEV",
     "KVM_X86_SEV_SNP_REQ_CERTS",
+    "KVM_X86_SEV_SNP_REQ_CERTS_V6",
     "PAGE_SHIFT",
     "PAGE_SIZE",
     "SNP_MSG_REPORT_REQ",
     "SNP_REQ_CERTS_VALUES",
+    "SVM_EXIT_VMMCALL",
     "UNION_MEMBERS",
+    "VMGEXIT_PSC_MAX_COUNT",
     "GhcbTermReasonSet",
     "KvmExitCocoV1",
     "KvmExitCocoV2",
     "KvmExitSnpReqCerts",
     "KvmExitSnpReqCertsV3",
+    "KvmExitSnpReqCertsV6",
     "KvmSevCmd",
     "PscOp",
     "SvmVmgexit",
@@ -87,7 +105,11 @@ _V1 = (
     "(reference/kernel-abi.md §5 item 1)"
 )
 _V2 = "KVM_EXIT_COCO v2, 2024-11-19, <20241119133513.3612633-*> (reference/kernel-abi.md §5 item 5)"
-_V3 = "KVM_EXIT_SNP_REQ_CERTS v3..v5, Dec 2024 - Apr 2025 (reference/kernel-abi.md §5 item 6)"
+_V3 = "KVM_EXIT_SNP_REQ_CERTS v3..v5, Dec 2024 - 2025-02-19 (reference/kernel-abi.md §5 item 6)"
+_V6 = (
+    "[PATCH v6 1/2] KVM: Introduce KVM_EXIT_SNP_REQ_CERTS for SNP certificate-fetching, "
+    "2025-04-28 <20250428195113.392303-2-michael.roth@amd.com>"
+)
 
 # -- pages -------------------------------------------------------------------------------
 
@@ -98,7 +120,7 @@ PAGE_SIZE = 1 << PAGE_SHIFT  # PAGE_SIZE
 
 KVM_EXIT_SNP_REQ_CERTS = 43  # KVM_EXIT_SNP_REQ_CERTS (kvm.h, Linux 7.0+; kernel-abi.md §7)
 KVM_EXIT_SNP_REQ_CERTS_V7 = 42  # KVM_EXIT_SNP_REQ_CERTS as posted in v7 (2026-01-09, §1.2)
-KVM_EXIT_SNP_REQ_CERTS_V3 = 40  # KVM_EXIT_SNP_REQ_CERTS in v3..v5 (§1.2, §5 item 6)
+KVM_EXIT_SNP_REQ_CERTS_V3 = 40  # KVM_EXIT_SNP_REQ_CERTS in v3..v6 (v6 1/2 kvm.h hunk; §5 item 6)
 KVM_CAP_EXIT_SNP_REQ_CERTS_V3 = 239  # KVM_CAP_EXIT_SNP_REQ_CERTS, v3..v5 (dropped in v6)
 KVM_EXIT_COCO = 40  # KVM_EXIT_COCO, v1 and v2 (§5 items 1, 5)
 KVM_CAP_EXIT_COCO_V1 = 237  # KVM_CAP_EXIT_COCO, v1 (§5 item 1)
@@ -115,7 +137,10 @@ SNP_REQ_CERTS_VALUES = frozenset({0, 5, 11, 28})
 # -- enabling (arch/x86/include/uapi/asm/kvm.h, Linux 7.0+; kernel-abi.md §3.2) ----------
 
 KVM_X86_GRP_SEV = 1  # KVM_X86_GRP_SEV
-KVM_X86_SEV_SNP_REQ_CERTS = 2  # KVM_X86_SEV_SNP_REQ_CERTS
+KVM_X86_SEV_SNP_REQ_CERTS = 2  # KVM_X86_SEV_SNP_REQ_CERTS (linux-libc-dev 7.2.13 asm/kvm.h)
+#: ``KVM_X86_SEV_SNP_REQ_CERTS`` as v6 posted it ([PATCH v6 2/2], asm/kvm.h hunk): 1; v7
+#: took 2 because ``KVM_X86_SNP_POLICY_BITS`` had become 1.
+KVM_X86_SEV_SNP_REQ_CERTS_V6 = 1
 #: ``enum sev_cmd_id``: KVM_SEV_SNP_LAUNCH_START = 100, _UPDATE 101, _FINISH 102, then
 #: KVM_SEV_SNP_ENABLE_REQ_CERTS. COMPUTED from the enum order (kernel-abi.md §3.2), not read
 #: as a literal.
@@ -123,9 +148,17 @@ KVM_SEV_SNP_ENABLE_REQ_CERTS = 103  # KVM_SEV_SNP_ENABLE_REQ_CERTS
 
 # -- guest messages and VMGEXIT codes ----------------------------------------------------
 
-#: ``SNP_MSG_REPORT_REQ`` (include/uapi/linux/sev-guest.h ``enum msg_type``; §3.1): the only
-#: message type KVM fetches certificates for.
+#: ``SNP_MSG_REPORT_REQ`` = 5: the sixth member of ``enum msg_type`` in
+#: arch/x86/include/asm/sev.h (kernel-internal, moved there from the sev-guest driver by
+#: "[PATCH v1 2/5] x86/sev: Move sev_guest.h into common SEV header", 2024-06-21; not in
+#: any uapi header). The only message type KVM fetches certificates for (sev.c
+#: snp_handle_ext_guest_req).
 SNP_MSG_REPORT_REQ = 5  # SNP_MSG_REPORT_REQ
+
+
+#: ``SVM_EXIT_VMMCALL`` (arch/x86/include/uapi/asm/svm.h, linux-libc-dev 7.2.13): the GHCB
+#: exit code of a VMMCALL (KVM's PV hypercall), 0x081
+SVM_EXIT_VMMCALL = 0x081
 
 
 class SvmVmgexit(enum.IntEnum):
@@ -161,6 +194,25 @@ GHCB_MSR_TERM_REASON_SET_MASK = 0xF  # GHCB_MSR_TERM_REASON_SET_MASK
 GHCB_MSR_TERM_REASON_POS = 16  # GHCB_MSR_TERM_REASON_POS
 GHCB_MSR_TERM_REASON_MASK = 0xFF  # GHCB_MSR_TERM_REASON_MASK
 
+#: ``GHCB_ERR_*`` (sev-common.h): the reason in SW_EXITINFO2 when SW_EXITINFO1 is 2
+#: (``GHCB_HV_RESP_MALFORMED_INPUT``). ``GHCB_ERR_INVALID_INPUT`` (5) is in coco_snp.ghcb.
+GHCB_ERR_INVALID_SCRATCH_AREA = 3  # GHCB_ERR_INVALID_SCRATCH_AREA
+GHCB_ERR_MISSING_INPUT = 4  # GHCB_ERR_MISSING_INPUT
+GHCB_ERR_INVALID_EVENT = 6  # GHCB_ERR_INVALID_EVENT
+#: ``GHCB_HV_RESP_*`` (sev-common.h): SW_EXITINFO1 as KVM answers a GHCB NAE event
+#: (sev.c svm_vmgexit_success / _no_action: 0; svm_vmgexit_bad_input: 2).
+GHCB_HV_RESP_NO_ACTION = 0  # GHCB_HV_RESP_NO_ACTION
+GHCB_HV_RESP_MALFORMED_INPUT = 2  # GHCB_HV_RESP_MALFORMED_INPUT
+#: ``struct ghcb`` (arch/x86/include/asm/svm.h): the save area and ``reserved_save``
+#: fill 2048 bytes, then ``shared_buffer[GHCB_SHARED_BUF_SIZE]`` (2032) up to
+#: ``reserved_0xff0``. A GHCB v2 scratch area must lie in it (sev.c setup_vmgexit_scratch).
+GHCB_SHARED_BUFFER = 0x800  # offsetof(struct ghcb, shared_buffer)
+GHCB_SHARED_BUFFER_END = GHCB_SHARED_BUFFER + 2032  # offsetof(struct ghcb, reserved_0xff0)
+#: ``VMGEXIT_PSC_MAX_COUNT`` (sev-common.h): the GHCB-defined most PSC entries, the
+#: ``(2032 - sizeof(struct psc_hdr)) / sizeof(struct psc_entry)`` that fit the shared
+#: buffer. (``VMGEXIT_PSC_MAX_ENTRY`` = 64 sizes the Linux guest's own stack buffer.)
+VMGEXIT_PSC_MAX_COUNT = 253  # VMGEXIT_PSC_MAX_COUNT
+
 #: Offsets in the GHCB page (GHCB spec 56421, save-area layout; arch/x86/include/asm/svm.h
 #: ``struct ghcb_save_area``): ``sw_exit_info_1`` 0x398, ``sw_exit_info_2`` 0x3a0.
 GHCB_SW_EXITINFO1_OFFSET = 0x398
@@ -183,7 +235,12 @@ class TermReasonGeneral(enum.IntEnum):
 
 
 class TermReasonLinux(enum.IntEnum):
-    """Reason set 1 codes as a Linux guest uses them (sev-common.h)."""
+    """Reason set 1 codes as a Linux guest uses them.
+
+    arch/x86/include/asm/sev-common.h (``GHCB_TERM_*``, read in gregkh/linux @ 5ba594f2):
+    0..5 since the SNP guest series, 6..9 with the SVSM support, 10 Secure TSC, 11 the
+    SVSM calling-area remap.
+    """
 
     REGISTER = 0  # GHCB_TERM_REGISTER: GHCB GPA registration failure
     PSC = 1  # GHCB_TERM_PSC: page state change failure
@@ -191,6 +248,12 @@ class TermReasonLinux(enum.IntEnum):
     NOT_VMPL0 = 3  # GHCB_TERM_NOT_VMPL0: SNP guest is not running at VMPL-0
     CPUID = 4  # GHCB_TERM_CPUID: CPUID-validation failure
     CPUID_HV = 5  # GHCB_TERM_CPUID_HV: CPUID failure during hypervisor fallback
+    SECRETS_PAGE = 6  # GHCB_TERM_SECRETS_PAGE: secrets page failure
+    NO_SVSM = 7  # GHCB_TERM_NO_SVSM: SVSM is not advertised in the secrets page
+    SVSM_VMPL0 = 8  # GHCB_TERM_SVSM_VMPL0: SVSM is present but has set VMPL to 0
+    SVSM_CAA = 9  # GHCB_TERM_SVSM_CAA: SVSM is present but CAA is not page aligned
+    SECURE_TSC = 10  # GHCB_TERM_SECURE_TSC: Secure TSC initialization failed
+    SVSM_CA_REMAP_FAIL = 11  # GHCB_TERM_SVSM_CA_REMAP_FAIL: SVSM CA could not be remapped
 
 
 # -- layouts -------------------------------------------------------------------------------
@@ -278,6 +341,21 @@ class KvmExitSnpReqCertsV3(CStruct):
     ret: int = c_field(U32, offset=0x0C)
 
 
+@c_struct("struct kvm_exit_snp_req_certs", size=0x18, source=_V6)
+class KvmExitSnpReqCertsV6(CStruct):
+    """
+    struct kvm_exit_snp_req_certs {
+            __u64 gfn;
+            __u64 npages;
+            __u64 ret;
+    };
+    """
+
+    gfn: int = c_field(U64, offset=0x00)
+    npages: int = c_field(U64, offset=0x08)
+    ret: int = c_field(U64, offset=0x10)
+
+
 @c_struct("struct kvm_sev_cmd", size=0x18, source="arch/x86/include/uapi/asm/kvm.h, Linux 5.x+")
 class KvmSevCmd(CStruct):
     """
@@ -327,7 +405,7 @@ UNION_MEMBERS: dict[str, dict[str, Layout]] = {
     "kvm-exit-coco-v1": {"coco": _coco_v1_tree()},
     "kvm-exit-coco-v2": {"coco": _coco_v2_tree()},
     "snp-req-certs-v3": {"snp_req_certs": KvmExitSnpReqCertsV3.c_layout()},
-    "snp-req-certs-v6": {"snp_req_certs": KvmExitSnpReqCerts.c_layout()},
+    "snp-req-certs-v6": {"snp_req_certs": KvmExitSnpReqCertsV6.c_layout()},
 }
 
 

@@ -60,7 +60,7 @@ _CASES = [
     (
         "snp-req-certs-v6",
         40,
-        struct.pack("<QQQ", 0x5000, 2, 0),
+        struct.pack("<QQQ", 5, 2, 0),  # [PATCH v6 1/2]: __u64 gfn
         (0x5000, 2),
         (48, "<Q"),
         (40, "<Q"),

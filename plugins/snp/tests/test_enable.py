@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
 import os
+import struct
 
 import pytest
 
@@ -41,3 +44,32 @@ def test_probe_and_enable_on_this_host() -> None:
             os.close(vm)
     finally:
         os.close(kvm)
+
+
+def _sev_kernel(snp_enabled: bool) -> object:
+    """A /dev/kvm whose SEV group behaves as sev.c's sev_dev_get_attr() with SNP on or off."""
+    attr_struct = struct.Struct("<IIQQ")  # struct kvm_device_attr: flags, group, attr, addr
+
+    def ioctl(fd: int, request: int, arg: bytes, *rest: object) -> int:
+        _flags, group, attr, addr = attr_struct.unpack(arg)
+        if (group, attr) != (1, 2):
+            raise OSError(errno.ENXIO, "no such attribute")
+        if request == ioctls.KVM_GET_DEVICE_ATTR:  # put_user(val, uaddr)
+            ctypes.c_uint64.from_address(addr).value = 1 if snp_enabled else 0
+        elif request != ioctls.KVM_HAS_DEVICE_ATTR:
+            raise OSError(errno.ENOTTY, "unexpected ioctl")
+        return 0
+
+    return ioctl
+
+
+@pytest.mark.parametrize(("snp_enabled", "offered"), [(False, False), (True, True)])
+def test_probe_reads_the_attribute_value(
+    monkeypatch: pytest.MonkeyPatch, snp_enabled: bool, offered: bool
+) -> None:
+    """sev_dev_get_attr: ``*val = sev_snp_enabled ? 1 : 0; return 0;``: only 1 means offered."""
+    monkeypatch.setattr(fcntl, "ioctl", _sev_kernel(snp_enabled))
+    assert probe_req_certs(99) is offered
+    if not offered:
+        with pytest.raises(ConfigurationError, match="reads 0, expected 1"):
+            enable_req_certs(98, 97, vcpus_created=False, kvm_fd=99)

@@ -73,7 +73,7 @@ def test_tcb_keyed_store_never_mismatches(schedule: list[Actor]) -> None:
 def test_every_started_request_gets_an_outcome(schedule: list[Actor], policy: Policy) -> None:
     """Draining completes every request and every hot-load that started."""
     result = run_schedule(schedule, policy)
-    reads = sum(" read certs" in line for line in result.trace)
+    reads = sum(" read certs" in line or " report signed" in line for line in result.trace)
     busy = sum("busy -> RETRY" in line for line in result.trace)
     assert len(result.requests) == reads + busy
     loads = sum(1 for line in result.trace if "load_firmware" in line)
@@ -86,3 +86,36 @@ def test_without_protocol_only_hot_loads_cause_mismatches(schedule: list[Actor])
     quiet = [a for a in schedule if a is not U]
     for policy in Policy:
         assert run_schedule(quiet, policy).mismatches == ()
+
+
+def test_guest_named_tcb_serves_the_tcb_of_its_report() -> None:
+    """Glaze: "requests certificates for a given REPORTED_TCB": the report's TCB, old or new."""
+    result = run_schedule([A, U, U, A], Policy.GUEST_NAMED_TCB)
+    assert [(r.served_tcb, r.signed_tcb, r.outcome) for r in result.requests] == [
+        (1, 1, Outcome.MATCH)
+    ]
+    assert result.final_tcb == 2
+    # where TCB_KEYED, with no VCEK for the new TCB yet, can only answer RETRY
+    assert [r.outcome for r in run_schedule([A, U, A], Policy.GUEST_NAMED_TCB).requests] == [
+        Outcome.MATCH
+    ]
+    assert [r.outcome for r in run_schedule([A, U, A], Policy.TCB_KEYED).requests] == [
+        Outcome.RETRY
+    ]
+
+
+def test_guest_named_tcb_after_a_hot_load_waits_for_the_new_vcek() -> None:
+    """A report signed under the new TCB before its VCEK is published is answered RETRY."""
+    result = run_schedule([U, A, A, U, A, A], Policy.GUEST_NAMED_TCB)
+    assert [(r.served_tcb, r.outcome) for r in result.requests] == [
+        (None, Outcome.RETRY),
+        (2, Outcome.MATCH),
+    ]
+
+
+@settings(max_examples=500)
+@given(schedules)
+def test_guest_named_tcb_never_mismatches(schedule: list[Actor]) -> None:
+    """With the guest naming the report's REPORTED_TCB no interleaving serves the wrong VCEK."""
+    result = run_schedule(schedule, Policy.GUEST_NAMED_TCB)
+    assert result.mismatches == (), result.trace

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import struct
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from coco_core.dispatch import Dispatcher
 from coco_core.kvm.vm import GuestMemory
-from coco_core.model.base import GuestCpu, KvmRunRejected
+from coco_core.model.base import GuestCpu, GuestView, KvmRunRejected
 from coco_core.model.kernel import KernelModel
 from coco_core.registry import Registry
 from coco_core.requests import CertificateRequest, MemoryConversion, Termination
@@ -71,7 +72,12 @@ def test_too_small_then_retry_gets_real_table(generation: str) -> None:
     pages = cpu.regs["rbx"]
     assert pages >= 1
     view = model.call("snp.ext_guest_request", cpu, d)
-    assert view.values == {"sw_exitinfo2": 0, "rbx": pages, "firmware_called": 1}
+    assert view.values == {
+        "sw_exitinfo1": 0,
+        "sw_exitinfo2": 0,
+        "rbx": pages,
+        "firmware_called": 1,
+    }
     table = parse_cert_table(bytes(buf[CERTS : CERTS + pages * 4096]))
     assert {e.kind for e in table.entries} == {
         CertTableKind.VCEK,
@@ -152,50 +158,6 @@ def test_unaligned_rax_and_other_messages() -> None:
     assert model.call("snp.ext_guest_request", cpu, d).values["firmware_called"] == 1
 
 
-def _psc_entry(gfn: int, op: int, huge: bool = False, cur_page: int = 0) -> int:
-    return cur_page | (gfn << 12) | (op << 52) | (int(huge) << 56)
-
-
-@pytest.mark.parametrize("generation", ["linux-7.1", "linux-7.2"])
-def test_psc_batches_and_per_generation_errors(generation: str) -> None:
-    """Adjacent same-op entries make one exit; an error gives PSC GENERIC; 7.2 rejects odd rets."""
-    buf = bytearray(RAM)
-    mem = GuestMemory.from_buffer(0, buf)
-    desc = 0x2000
-    entries = [_psc_entry(0x10, 1), _psc_entry(0x11, 1), _psc_entry(0x200, 2, huge=True)]
-    struct.pack_into(f"<HHI{len(entries)}Q", buf, desc, 0, len(entries) - 1, 0, *entries)
-    model = KernelModel(REG, "snp", mem, generation)
-    d = Dispatcher(REG, "snp", generation)
-    seen: list[MemoryConversion] = []
-
-    def conv(r: MemoryConversion, c: object) -> CoCoStatus:
-        seen.append(r)
-        return CoCoStatus.OK
-
-    d.on(MemoryConversion, conv)
-    view = model.call("snp.psc", GuestCpu(ghcb={"sw_scratch": desc}), d)
-    assert view.values["sw_exitinfo2"] == 0
-    assert [(r.gpa, r.to_private) for r in seen] == [(0x10000, True), (0x200000, False)]
-    assert struct.unpack_from("<H", buf, desc)[0] == 3
-    assert struct.unpack_from("<Q", buf, desc + 8)[0] & 0xFFF == 1
-    assert struct.unpack_from("<Q", buf, desc + 24)[0] & 0xFFF == 512
-    # error on the first batch
-    struct.pack_into(f"<HHI{len(entries)}Q", buf, desc, 0, len(entries) - 1, 0, *entries)
-    d.on(MemoryConversion, lambda r, c: CoCoStatus.RETRY)
-    view = model.call("snp.psc", GuestCpu(ghcb={"sw_scratch": desc}), d)
-    assert view.values["sw_exitinfo2"] == 0x100 << 32
-    # a ret KVM 7.2 refuses
-    struct.pack_into(f"<HHI{len(entries)}Q", buf, desc, 0, len(entries) - 1, 0, *entries)
-    call = model.calls["snp.psc"]
-    call.enter(model.ctx, GuestCpu(ghcb={"sw_scratch": desc}))
-    struct.pack_into("<Q", model.ctx.run, 88, 99)
-    if generation == "linux-7.2":
-        with pytest.raises(KvmRunRejected):
-            call.resume(model.ctx, GuestCpu())  # type: ignore[misc]
-    else:
-        assert call.resume(model.ctx, GuestCpu()).values["sw_exitinfo2"] == 0x100 << 32  # type: ignore[misc,union-attr]
-
-
 def test_psc_msr() -> None:
     """An MSR PSC request is one 4 KiB page; success gives GHCB_MSR_PSC_RESP."""
     model, d, _ = _setup("linux-7.2")
@@ -219,3 +181,137 @@ def test_termination_both_forms() -> None:
     assert got[0].code == 1
     assert "GHCB protocol" in got[0].reason
     assert got[1].gpa == 0x3000
+
+
+# -- what the kernel source says, item by item (kvm-x86 sev.c @ 1a27afa0, the patch mails) --
+
+
+def _enter(model: KernelModel, cpu: GuestCpu) -> object:
+    return model.calls["snp.ext_guest_request"].enter(model.ctx, cpu)
+
+
+def _resume(model: KernelModel, cpu: GuestCpu) -> GuestView:
+    resume = model.calls["snp.ext_guest_request"].resume
+    assert resume is not None
+    view = resume(model.ctx, cpu)
+    assert isinstance(view, GuestView)
+    return view
+
+
+@pytest.mark.parametrize(("rax", "fails"), [(RAM - 4096, False), (RAM, True)])
+def test_empty_table_outside_ram_fails_kvm_run_with_eio(rax: int, fails: bool) -> None:
+    """``if (data_npages && kvm_clear_guest(kvm, data_gpa, 24)) return -EIO;``: KVM_RUN fails."""
+    model, d, buf = _setup("linux-7.2", enabled=False)
+    cpu = GuestCpu(regs={"rax": rax, "rbx": 1})
+    if not fails:
+        buf[rax : rax + 24] = b"\xff" * 24
+        assert model.call("snp.ext_guest_request", cpu, d).values["firmware_called"] == 1
+        assert buf[rax : rax + 24] == bytes(24)
+        return
+    with pytest.raises(KvmRunRejected) as err:
+        model.call("snp.ext_guest_request", cpu, d)
+    assert err.value.errno == errno.EIO
+
+
+def test_v1_any_other_ret_is_generic_bit31() -> None:
+    """v1 5/5: ``} else { ... SNP_GUEST_ERR(SNP_GUEST_VMM_ERR_GENERIC, 0)``: ret 2 is not BUSY."""
+    model, _, _ = _setup("kvm-exit-coco-v1")
+    cpu = GuestCpu(regs={"rax": CERTS, "rbx": 1})
+    _enter(model, cpu)
+    struct.pack_into("<I", model.ctx.run, 52, 2)  # coco.req_certs.ret = 2 (BUSY's GHCB value)
+    assert _resume(model, cpu).values["sw_exitinfo2"] == (1 << 31) << 32
+    struct.pack_into("<I", model.ctx.run, 52, 1)  # KVM_EXIT_COCO_REQ_CERTS_ERR_INVALID_LEN
+    struct.pack_into("<I", model.ctx.run, 48, 7)  # npages
+    view = _resume(model, cpu)
+    assert (view.values["sw_exitinfo2"], view.values["rbx"]) == (1 << 32, 7)
+
+
+def test_v6_exits_40_with_gfn_and_strict_ret() -> None:
+    """``snp_req_certs.gfn = gpa_to_gfn(data_gpa)``, exit 40; ``default: return -EINVAL`` (v6)."""
+    model, _, _ = _setup("snp-req-certs-v6")
+    cpu = GuestCpu(regs={"rax": CERTS, "rbx": 3})
+    step = _enter(model, cpu)
+    assert getattr(step, "exit_reason", None) == 40
+    assert struct.unpack_from("<QQQ", model.ctx.run, 32) == (CERTS >> 12, 3, 0)
+    struct.pack_into("<Q", model.ctx.run, 48, 22)  # EINVAL: not in the switch
+    with pytest.raises(KvmRunRejected):
+        _resume(model, cpu)
+    struct.pack_into("<Q", model.ctx.run, 48, 5)  # EIO
+    assert _resume(model, cpu).values["sw_exitinfo2"] == 0xFFFFFFFF << 32
+
+
+def test_v5_is_lenient_where_v6_is_strict() -> None:
+    """v5 1/1: ``} else { ... SNP_GUEST_ERR(SNP_GUEST_VMM_ERR_GENERIC, 0)``: ret 22 is GENERIC."""
+    model, _, _ = _setup("snp-req-certs-v5")
+    cpu = GuestCpu(regs={"rax": CERTS, "rbx": 3})
+    _enter(model, cpu)
+    assert struct.unpack_from("<QII", model.ctx.run, 32) == (CERTS >> 12, 3, 0)
+    struct.pack_into("<I", model.ctx.run, 44, 22)
+    assert _resume(model, cpu).values["sw_exitinfo2"] == 0xFFFFFFFF << 32
+
+
+@pytest.mark.parametrize("generation", ["linux-7.2", "kvm-exit-coco-v1"])
+def test_every_answer_writes_sw_exitinfo1(generation: str) -> None:
+    """``svm_vmgexit_success(svm, 0)`` runs before the switch: a stale SW_EXITINFO1 becomes 0."""
+    model, d, _ = _setup(generation)
+    cpu = GuestCpu(regs={"rax": CERTS, "rbx": 0}, ghcb={"sw_exitinfo1": 2})
+    view = model.call("snp.ext_guest_request", cpu, d)
+    assert (view.values["sw_exitinfo1"], cpu.ghcb["sw_exitinfo1"]) == (0, 0)
+
+
+def test_v1_misaligned_rax_is_generic_not_invalid_input() -> None:
+    """v1 3/5: ``if (!PAGE_ALIGNED(data_gpa)) goto abort_request;``: SNP_GUEST_VMM_ERR_GENERIC."""
+    model, d, _ = _setup("kvm-exit-coco-v1")
+    view = model.call("snp.ext_guest_request", GuestCpu(regs={"rax": CERTS + 8, "rbx": 1}), d)
+    assert (view.values["sw_exitinfo1"], view.values["sw_exitinfo2"]) == (0, (1 << 31) << 32)
+
+
+def test_rax_not_marked_valid_is_invalid_input() -> None:
+    """``if (!kvm_ghcb_rax_is_valid(svm) || !kvm_ghcb_rbx_is_valid(svm)) goto request_invalid;``."""
+    model, d, _ = _setup("linux-7.2")
+    view = model.call("snp.ext_guest_request", GuestCpu(regs={"rbx": 1}), d)
+    assert (view.values["sw_exitinfo1"], view.values["sw_exitinfo2"]) == (2, 5)
+
+
+def test_termination_writes_type_ndata_data0_only() -> None:
+    """``system_event.type``, ``.ndata = 1``, ``.data[0] = control->ghcb_gpa``: data[1..] stay."""
+    model, _, _ = _setup("linux-7.2")
+    run = model.ctx.run
+    run[32:288] = b"\xab" * 256
+    model.calls["snp.term_ghcb"].enter(model.ctx, GuestCpu(ghcb={"ghcb_gpa": 0x3000}))
+    assert struct.unpack_from("<IIQ", run, 32) == (6, 1, 0x3000)
+    assert bytes(run[48:288]) == b"\xab" * 240
+
+
+def test_vmmcall_map_gpa_range_ret_reaches_rax_verbatim() -> None:
+    """x86.c ``complete_hypercall_exit``: ``kvm_rax_write_raw(vcpu, ret)``, 22 stays 22 on 7.2."""
+    model, _, _ = _setup("linux-7.2")
+    cpu = GuestCpu(regs={"rax": 12, "rbx": 0x5000, "rcx": 2, "rdx": 0x10})
+    call = model.calls["snp.kvm_hypercall"]
+    step = call.enter(model.ctx, cpu)
+    assert getattr(step, "exit_reason", None) == 3
+    assert struct.unpack_from("<4Q", model.ctx.run, 32) == (12, 0x5000, 2, 0x10)
+    assert struct.unpack_from("<QQ", model.ctx.run, 88) == (0, 1)  # ret pre-zeroed, LONG_MODE
+    struct.pack_into("<Q", model.ctx.run, 88, 22)  # EINVAL, which the PSC path maps to GENERIC
+    assert call.resume is not None
+    assert call.resume(model.ctx, cpu).values == {"rax": 22}
+
+
+@pytest.mark.parametrize(
+    ("regs", "ghcb", "rax"),
+    [
+        ({"rax": 12, "rbx": 0x5001, "rcx": 2, "rdx": 0}, {}, (1 << 64) - 22),  # -KVM_EINVAL
+        ({"rax": 12, "rbx": 0x5000, "rcx": 0, "rdx": 0}, {}, (1 << 64) - 22),  # !npages
+        ({"rax": 12, "rbx": 0x5000, "rcx": 2, "rdx": 0}, {"cpl": 3}, (1 << 64) - 1),  # -KVM_EPERM
+        ({"rax": 7, "rbx": 0, "rcx": 0, "rdx": 0}, {}, (1 << 64) - 1000),  # -KVM_ENOSYS
+        ({"rax": 1, "rbx": 0, "rcx": 0, "rdx": 0}, {}, 0),  # KVM_HC_VAPIC_POLL_IRQ
+    ],
+)
+def test_vmmcall_answered_in_kernel(regs: dict[str, int], ghcb: dict[str, int], rax: int) -> None:
+    """``____kvm_emulate_hypercall``'s in-kernel answers land in RAX through ``hypercall.ret``."""
+    model, d, _ = _setup("linux-7.2")
+    seen: list[str] = []
+    view = model.call(
+        "snp.kvm_hypercall", GuestCpu(regs=regs, ghcb=ghcb), d, on_exit=lambda n, r: seen.append(n)
+    )
+    assert (view.values, seen) == ({"rax": rax}, [])

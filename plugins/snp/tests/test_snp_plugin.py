@@ -145,3 +145,22 @@ def test_service_rejects_bad_ranges() -> None:
     for gpa, npages in [(0x1001, 1), (0x3000, 2), ((1 << 64) - 4096, 2), (-4096, 1), (0, -1)]:
         assert svc(CertificateRequest(gpa, npages), None).status is CoCoStatus.ERROR
     assert not any(buf)
+
+
+@pytest.mark.parametrize(
+    ("abi", "message_id"),
+    [
+        ("kvm-exit-coco-v1", "<20240621134041.3170480-5-michael.roth@amd.com>"),
+        ("snp-req-certs-v3", "<20241218152226.1113411-1-michael.roth@amd.com>"),
+        ("snp-req-certs-v4", "<20250120215818.522175-2-huibo.wang@amd.com>"),
+        ("snp-req-certs-v5", "<20250219151505.3538323-2-michael.roth@amd.com>"),
+        ("snp-req-certs-v6", "<20250428195113.392303-2-michael.roth@amd.com>"),
+        ("snp-req-certs-v7", "<20260109231732.1160759-2-michael.roth@amd.com>"),
+    ],
+)
+def test_proposal_date_is_its_mails(abi: str, message_id: str) -> None:
+    """git send-email's Message-ID starts with the UTC date it was sent: the ABI's date is it."""
+    proposal = REG.abi(abi)
+    stamp = message_id[1:9]
+    assert message_id in proposal.source
+    assert proposal.order == f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:]}"

@@ -148,3 +148,21 @@ def test_constants() -> None:
     assert uapi.SNP_MSG_REPORT_REQ == 5
     assert uapi.SvmVmgexit.EXT_GUEST_REQUEST == 0x80000012
     assert uapi.GHCB_MSR_PSC_RESP_ERROR == (1 << 63) | 0x15
+
+
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [
+        (5, "CPUID failure during hypervisor fallback"),
+        (6, "secrets page failure"),
+        (7, "SVSM is not advertised in the secrets page"),
+        (8, "SVSM is present but has set VMPL to 0"),
+        (9, "SVSM is present but CAA is not page aligned"),
+    ],
+)
+def test_linux_termination_reasons_past_5(code: int, text: str) -> None:
+    """sev-common.h ``#define GHCB_TERM_SVSM_CAA 9 /* SVSM is present but CAA is not ... */``."""
+    from coco_snp.complete import decode_sev_term
+
+    msr = 0x100 | (1 << 12) | (code << 16)  # GHCB_MSR_TERM_REQ, reason set 1 (Linux), code
+    assert decode_sev_term(msr).reason.endswith(f"code {code}: {text}")

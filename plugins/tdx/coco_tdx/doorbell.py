@@ -7,7 +7,7 @@ A guest on the emulated TEE (:mod:`coco_core.emulated.tee`) sets the registers a
 instead of executing ``TDCALL``:
 
 ======  =====================================================================
-R10     0: a GHCI standard call (non-zero: a vendor-specific, i.e. KVM, hypercall)
+R10     0: a GHCI standard call; non-zero: a KVM hypercall, R10 its number
 R11     the leaf (:class:`~coco_tdx.uapi.TdvmcallLeaf`)
 R12..   the leaf's arguments, as the GHCI defines them
 ======  =====================================================================
@@ -16,13 +16,13 @@ and reads R10 (status) and R11..R14 (outputs) afterwards, exactly as after
 ``TDCALL``. Nothing is mirrored from a GHCB (``ghcb_to_regs`` is empty): TDX
 passes everything in registers.
 
-:func:`route` maps the leaf to the kernel model's call. Registers that name no
-call the model has (R10 ≠ 0, an unknown leaf) go to :data:`UNSUPPORTED_CALL`,
-which answers in the kernel with R10 = ``TDVMCALL_STATUS_SUBFUNC_UNSUPPORTED``,
-what ``handle_tdvmcall()`` (arch/x86/kvm/vmx/tdx.c, Linux 6.16) does for a leaf
-it does not forward. KVM would treat R10 ≠ 0 as a KVM hypercall
-(``tdx_emulate_vmcall``); the emulated TEE offers none, so it gives the same
-answer.
+:func:`route` maps the leaf to the kernel model's call. R10 ≠ 0 is
+``tdx.kvm_hypercall``: ``tdx_to_vmx_exit_reason()`` makes it ``EXIT_REASON_VMCALL``
+and ``tdx_emulate_vmcall()`` hands it to KVM's PV hypercall code (arch/x86/kvm/vmx/tdx.c,
+kvm-x86 @ 09c6f74e). A leaf the model has no call for goes to
+:data:`UNSUPPORTED_CALL`, which answers in the kernel with R10 =
+``TDVMCALL_STATUS_SUBFUNC_UNSUPPORTED``, what ``handle_tdvmcall()`` does for a leaf
+it does not forward.
 
 Interrupts: ``SetupEventNotifyInterrupt`` is answered and the vector recorded,
 but this software KVM does not usefully deliver an injected interrupt to the
@@ -48,6 +48,7 @@ __all__ = [
     "DOORBELL_MODEL",
     "DOORBELL_PORT",
     "GHCB_TO_REGS",
+    "KVM_HYPERCALL",
     "UNSUPPORTED",
     "UNSUPPORTED_CALL",
     "route",
@@ -60,6 +61,8 @@ GHCB_TO_REGS: dict[str, str] = {}
 #: the model call that answers registers naming no call
 UNSUPPORTED = "tdx.unsupported"
 
+#: the model call for a TDVMCALL with R10 != 0 (KVM's PV hypercall)
+KVM_HYPERCALL = "tdx.kvm_hypercall"
 #: leaf (R11) → kernel-model call (coco_tdx.model)
 CALLS: dict[int, str] = {
     TdvmcallLeaf.GET_TD_VM_CALL_INFO: "tdx.get_tdvmcall_info",
@@ -71,9 +74,9 @@ CALLS: dict[int, str] = {
 
 
 def route(cpu: GuestCpu) -> str | None:
-    """The call a ``TDG.VP.VMCALL`` names: by R11 when R10 is 0, else :data:`UNSUPPORTED`."""
-    if cpu.reg("r10") != 0:
-        return UNSUPPORTED
+    """The call a ``TDG.VP.VMCALL`` names: by R11 when R10 is 0, else KVM's PV hypercall."""
+    if cpu.reg("r10") != 0:  # tdvmcall_exit_type() != 0: EXIT_REASON_VMCALL
+        return KVM_HYPERCALL
     return CALLS.get(cpu.reg("r11"), UNSUPPORTED)
 
 
@@ -86,8 +89,8 @@ def _enter_unsupported(ctx: KernelContext, cpu: GuestCpu) -> GuestView:
 
 UNSUPPORTED_CALL = GuestCall(
     name=UNSUPPORTED,
-    description="a TDG.VP.VMCALL KVM does not forward (unknown leaf, or R10 != 0): R10 = "
-    "SUBFUNC_UNSUPPORTED, answered in the kernel (tdx.c handle_tdvmcall, 6.16)",
+    description="a TDG.VP.VMCALL leaf KVM does not forward: R10 = SUBFUNC_UNSUPPORTED, "
+    "answered in the kernel (tdx.c handle_tdvmcall)",
     enter=_enter_unsupported,
     resume=None,
 )

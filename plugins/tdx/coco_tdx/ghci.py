@@ -8,11 +8,16 @@ Three spaces, three places a TDX answer lands:
     userspace writes it into ``kvm_run.tdx.<call>.ret`` and KVM copies it
     **verbatim** into R10 (``tdx_complete_simple()``; no validation,
     reference/kernel-abi.md §2.3). Values: ``arch/x86/include/asm/shared/tdx.h``
-    (Linux 6.16) and QEMU ``target/i386/kvm/tdx.h`` (§2.2).
+    (Linux 6.16) and QEMU ``target/i386/kvm/tdx.h`` (§2.2); ``tdx_complete_simple()``
+    in arch/x86/kvm/vmx/tdx.c, kvm-x86 @ 09c6f74e.
 ``tdx.get_quote_status``
     The ``status`` u64 at offset 8 of the GetQuote shared buffer, written by the
-    VMM while (``IN_FLIGHT``) and after the quote is generated
-    (``include/uapi/linux/tdx-guest.h`` / ``drivers/virt/coco/tdx-guest``; §2.4).
+    VMM while (``IN_FLIGHT``) and after the quote is generated. The values are the
+    GHCI's (TDG.VP.VMCALL<GetQuote>, "Status Code"); QEMU names them
+    ``TDX_VP_GET_QUOTE_*`` (target/i386/kvm/tdx.h) and the Linux guest driver
+    defines ``GET_QUOTE_SUCCESS``/``GET_QUOTE_IN_FLIGHT`` in
+    drivers/virt/coco/tdx-guest/tdx-guest.c. No uapi header defines them: Linux 7.2's
+    ``include/uapi/linux/tdx-guest.h`` (linux-libc-dev 7.2.13) has none (§2.4).
 ``tdx.qgs``
     ``error_code`` of a QGS ``GET_QUOTE_RESP`` (``qgs_msg_lib.h``; wire-formats.md
     §1.5). Kept in logs and traces; the guest only ever sees ``GET_QUOTE_ERROR``.
@@ -70,7 +75,11 @@ class TdvmcallStatus(enum.IntEnum):
 
 @enum.unique
 class GetQuoteStatus(enum.IntEnum):
-    """GetQuote shared-buffer ``status`` (include/uapi/linux/tdx-guest.h; §2.4)."""
+    """GetQuote shared-buffer ``status``: GHCI TDG.VP.VMCALL<GetQuote> status codes.
+
+    QEMU target/i386/kvm/tdx.h ``TDX_VP_GET_QUOTE_*``; SUCCESS and IN_FLIGHT also in
+    drivers/virt/coco/tdx-guest/tdx-guest.c (kernel-internal). Not in any uapi header.
+    """
 
     SUCCESS = 0x0000000000000000  # GET_QUOTE_SUCCESS
     IN_FLIGHT = 0xFFFFFFFFFFFFFFFF  # GET_QUOTE_IN_FLIGHT
@@ -126,8 +135,9 @@ GET_QUOTE_STATUS = ErrorSpace(
         CoCoStatus.INVALID: CoCoStatus.ERROR,
         CoCoStatus.UNSUPPORTED: CoCoStatus.ERROR,
     },
-    source="include/uapi/linux/tdx-guest.h; drivers/virt/coco/tdx-guest/tdx-guest.c; "
-    "QEMU target/i386/kvm/tdx.c; reference/kernel-abi.md §2.4",
+    source="GHCI TDG.VP.VMCALL<GetQuote> status codes; QEMU target/i386/kvm/tdx.h "
+    "TDX_VP_GET_QUOTE_*; drivers/virt/coco/tdx-guest/tdx-guest.c (SUCCESS, IN_FLIGHT; "
+    "no uapi header has them, linux-libc-dev 7.2.13); reference/kernel-abi.md §2.4",
 )
 
 QGS = ErrorSpace(

@@ -3,9 +3,19 @@
 
 Each call reads the guest registers as TDG.VP.VMCALL passes them (R10 = 0 for a
 GHCI call, R11 = leaf, R12/R13 = arguments), does what ``arch/x86/kvm/vmx/tdx.c``
-does (Linux 6.16, kvm-x86; reference/kernel-abi.md §2.3-2.6) and writes the
-byte-exact ``kvm_run`` KVM writes, or answers in the kernel. On re-entry it
+does (kvm-x86 @ 09c6f74ecb863f76e2486a960431fe6e2b86f2c7; each rule names its
+function) and writes the fields of ``kvm_run`` KVM writes, and only those: the rest
+of the exit union keeps what it held. Or it answers in the kernel. On re-entry it
 applies KVM's completion to the registers the guest sees.
+
+``tdx.kvm_hypercall`` is a TDVMCALL with R10 ≠ 0: ``tdx_emulate_vmcall()`` hands
+R10 (the KVM hypercall number) and R11..R14 to x86.c's ``__kvm_emulate_hypercall()``;
+a ``KVM_HC_MAP_GPA_RANGE`` exits as ``KVM_EXIT_HYPERCALL`` and tdx.c's
+``complete_hypercall_exit()`` copies ``hypercall.ret`` into R10 verbatim, with no
+errno check in any release (:func:`coco_core.plugin.pv_hypercall`). ``kvm_run``
+does not tell this exit from a MapGPA chunk: both write ``nr``, ``ret`` = 0,
+``args[0..2]`` and ``flags`` = ``LONG_MODE``; only the kernel model knows which
+path it took (the exit's name says).
 
 Per-VM state (``ctx.vm_state``):
 
@@ -26,9 +36,6 @@ from __future__ import annotations
 import struct
 
 from coco_core.plugin import (
-    EXIT_REASON,
-    EXIT_UNION_OFFSET,
-    EXIT_UNION_SIZE,
     KVM_EXIT_HYPERCALL_LONG_MODE,
     X86_64_REGISTERS,
     CallExample,
@@ -45,11 +52,14 @@ from coco_core.plugin import (
     MapGpaRangeAttr,
     ModelPart,
     SystemEventType,
+    hypercall_ret,
     kernels,
+    pv_hypercall,
     run_offset,
+    write_exit,
 )
 from coco_tdx.ghci import TDVMCALL, TdvmcallStatus, map_gpa_guest_status
-from coco_tdx.uapi import TDX_RET_OFFSET, KvmTdxExit, TdvmcallLeaf
+from coco_tdx.uapi import EXIT_REASON_TDCALL, TDX_RET_OFFSET, KvmTdxExit, TdvmcallLeaf
 
 __all__ = [
     "DEFAULT_SHARED_BIT",
@@ -66,23 +76,15 @@ TDX_MAP_GPA_MAX_LEN = 2 * 1024 * 1024
 PAGE_SIZE = 4096
 
 _U64 = (1 << 64) - 1
-_REASON = struct.Struct("<I")
 _Q = struct.Struct("<Q")
 _HC_RET = run_offset(KvmHypercallExit, "ret")  # kvm_run.hypercall.ret (88)
 _INFO = struct.Struct("<6Q")  # get_tdvmcall_info: ret, leaf, r11..r14 at offset 48
-_ZERO_UNION = bytes(EXIT_UNION_SIZE)
-
-
-def _exit(ctx: KernelContext, reason: int) -> None:
-    """Start an exit image: a clean union, ``exit_reason`` at offset 8."""
-    ctx.run[EXIT_UNION_OFFSET : EXIT_UNION_OFFSET + EXIT_UNION_SIZE] = _ZERO_UNION
-    _REASON.pack_into(ctx.run, EXIT_REASON, reason)
 
 
 def _tdx_exit(ctx: KernelContext, nr: int, ret: int, data: tuple[int, ...]) -> ExitImage:
-    _exit(ctx, KvmExitReason.TDX)
-    padded = (*data, 0, 0, 0, 0, 0)[:5]
-    KvmTdxExit(0, nr, ret, padded).pack_into(ctx.run, EXIT_UNION_OFFSET)
+    """``KVM_EXIT_TDX``: ``flags`` = 0, ``nr``, ``ret`` and the leaf's own fields (data[...])."""
+    fields: dict[str, int | tuple[int, ...]] = {"flags": 0, "nr": nr, "ret": ret, "data": data}
+    write_exit(ctx.run, KvmExitReason.TDX, KvmTdxExit, fields)
     return ExitImage(f"KVM_EXIT_TDX/{TdvmcallLeaf(nr).name}", KvmExitReason.TDX)
 
 
@@ -149,8 +151,9 @@ def _enter_get_tdvmcall_info(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | G
     leaf, _ = _args(cpu)
     if leaf == 0:  # answered in KVM: all GHCI base calls supported
         return _status(cpu, TdvmcallStatus.SUCCESS, r11=0, r12=0, r13=0, r14=0)
-    if leaf == 1:  # exit with SUCCESS and zero outputs pre-filled
-        return _tdx_exit(ctx, TdvmcallLeaf.GET_TD_VM_CALL_INFO, TdvmcallStatus.SUCCESS, (1,))
+    if leaf == 1:  # exit with SUCCESS, leaf and zero r11..r14 pre-filled
+        info = (1, 0, 0, 0, 0)
+        return _tdx_exit(ctx, TdvmcallLeaf.GET_TD_VM_CALL_INFO, TdvmcallStatus.SUCCESS, info)
     return _status(cpu, TdvmcallStatus.INVALID_OPERAND)
 
 
@@ -168,19 +171,21 @@ def _map_key(cpu: GuestCpu) -> str:
 
 
 def _map_chunk(ctx: KernelContext, nxt: int, end: int) -> ExitImage:
-    """``__tdx_map_gpa()``: one KVM_EXIT_HYPERCALL for at most 2 MiB."""
+    """``__tdx_map_gpa()``: one KVM_EXIT_HYPERCALL for at most 2 MiB (args[3..5] untouched)."""
     shared = _shared_bit(ctx)
     size = min(end - nxt, TDX_MAP_GPA_MAX_LEN)
     private = not nxt & shared
     attrs_ = MapGpaRangeAttr.ENCRYPTED if private else MapGpaRangeAttr.DECRYPTED
-    _exit(ctx, KvmExitReason.HYPERCALL)
-    KvmHypercallExit(
-        HypercallNr.MAP_GPA_RANGE,
-        (nxt & ~shared, size // PAGE_SIZE, int(attrs_), 0, 0, 0),
-        0,  # ret pre-zeroed for QEMU <= 9.2
-        KVM_EXIT_HYPERCALL_LONG_MODE,
-    ).pack_into(ctx.run, EXIT_UNION_OFFSET)
-    return ExitImage("KVM_EXIT_HYPERCALL/KVM_HC_MAP_GPA_RANGE", KvmExitReason.HYPERCALL)
+    fields: dict[str, int | tuple[int, ...]] = {
+        "nr": int(HypercallNr.MAP_GPA_RANGE),
+        "ret": 0,  # pre-zeroed for QEMU <= 9.2
+        "args": (nxt & ~shared, size // PAGE_SIZE, int(attrs_)),
+        "flags": KVM_EXIT_HYPERCALL_LONG_MODE,
+    }
+    write_exit(ctx.run, KvmExitReason.HYPERCALL, KvmHypercallExit, fields)
+    return ExitImage(
+        "KVM_EXIT_HYPERCALL/KVM_HC_MAP_GPA_RANGE (TDX MapGPA)", KvmExitReason.HYPERCALL
+    )
 
 
 def _enter_map_gpa(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
@@ -234,19 +239,48 @@ def _resume_map_gpa(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
 
 # -- ReportFatalError ----------------------------------------------------------------------
 
-#: ``system_event.data[]`` order: SDM register numbers 0..15 (RSP, RBP reported as 0)
+#: ``system_event.data[1..15]``: the TDX module's registers in SDM register-number order
+#: (RSP and RBP reported as 0); ``data[0]`` is not RAX (see below).
 _SDM_GPRS = (
-    "rax", "rcx", "rdx", "rbx", None, None, "rsi", "rdi",
+    "rcx", "rdx", "rbx", None, None, "rsi", "rdi",
     "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
 )  # fmt: skip
 
 
 def _enter_report_fatal_error(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
-    """``tdx_report_fatal_error()``: 16 GPRs in SDM order, no parsing, no completion."""
-    data = tuple(0 if r is None else cpu.reg(r) & _U64 for r in _SDM_GPRS)
-    _exit(ctx, KvmExitReason.SYSTEM_EVENT)
-    KvmSystemEventExit(SystemEventType.TDX_FATAL, 16, data).pack_into(ctx.run, EXIT_UNION_OFFSET)
+    """``tdx_report_fatal_error()``: 16 values in SDM order, no parsing, no completion.
+
+    ``regs[index++] = tdx->vp_enter_ret;``: ``data[0]`` is TDH.VP.ENTER's status, which
+    tdx_handle_exit() only passes to handle_tdvmcall() when it is TDX_SUCCESS with exit
+    reason ``EXIT_REASON_TDCALL``: 77, whatever the guest's RAX.
+    """
+    gprs = tuple(0 if r is None else cpu.reg(r) & _U64 for r in _SDM_GPRS)
+    fields: dict[str, int | tuple[int, ...]] = {
+        "type": int(SystemEventType.TDX_FATAL),
+        "ndata": 16,
+        "data": (EXIT_REASON_TDCALL, *gprs),
+    }
+    write_exit(ctx.run, KvmExitReason.SYSTEM_EVENT, KvmSystemEventExit, fields)
     return ExitImage("KVM_EXIT_SYSTEM_EVENT/KVM_SYSTEM_EVENT_TDX_FATAL", KvmExitReason.SYSTEM_EVENT)
+
+
+# -- a TDVMCALL with R10 != 0: KVM's PV hypercall ----------------------------------------------
+
+
+def _enter_kvm_hypercall(ctx: KernelContext, cpu: GuestCpu) -> ExitImage | GuestView:
+    """``tdx_emulate_vmcall()``: RAX..RSI <- R10..R14, ``__kvm_emulate_hypercall(vcpu, 0, ...)``."""
+    args = (cpu.reg("r11"), cpu.reg("r12"), cpu.reg("r13"))
+    enabled = bool(ctx.vm_state.get("exit_hypercall_map_gpa", True))
+    if pv_hypercall(ctx.run, cpu.reg("r10"), args, cpl=0, exit_enabled=enabled):
+        return ExitImage(
+            "KVM_EXIT_HYPERCALL/KVM_HC_MAP_GPA_RANGE (PV TDVMCALL R10=12)", KvmExitReason.HYPERCALL
+        )
+    return _resume_kvm_hypercall(ctx, cpu)
+
+
+def _resume_kvm_hypercall(ctx: KernelContext, cpu: GuestCpu) -> GuestView:
+    """tdx.c ``complete_hypercall_exit()``: R10 <- hypercall.ret, verbatim (no errno check)."""
+    return _status(cpu, hypercall_ret(ctx.run))
 
 
 #: The generations the calls below model: the released kernels with KVM_EXIT_TDX (the
@@ -316,11 +350,31 @@ MODEL = ModelPart(
         ),
         GuestCall(
             name="tdx.report_fatal_error",
-            description="TDG.VP.VMCALL<ReportFatalError> → KVM_EXIT_SYSTEM_EVENT type 7, 16 GPRs",
+            description="TDG.VP.VMCALL<ReportFatalError> → KVM_EXIT_SYSTEM_EVENT type 7: "
+            "vp_enter_ret then 15 GPRs (tdx.c tdx_report_fatal_error)",
             enter=_enter_report_fatal_error,
             resume=None,
             examples=(
                 _example("error code 0x10000", r11=TdvmcallLeaf.REPORT_FATAL_ERROR, r12=0x10000),
+            ),
+        ),
+        GuestCall(
+            name="tdx.kvm_hypercall",
+            description="TDG.VP.VMCALL with R10 != 0: KVM's PV hypercall, R10 <- hypercall.ret "
+            "verbatim (tdx.c tdx_emulate_vmcall, complete_hypercall_exit; x86.c)",
+            enter=_enter_kvm_hypercall,
+            resume=_resume_kvm_hypercall,
+            examples=(
+                CallExample(
+                    name="MAP_GPA_RANGE: one page to private",
+                    regs={
+                        "r10": HypercallNr.MAP_GPA_RANGE,
+                        "r11": 0x200000,
+                        "r12": 1,
+                        "r13": MapGpaRangeAttr.ENCRYPTED,
+                    },
+                    generations=_MODELLED,
+                ),
             ),
         ),
     ),

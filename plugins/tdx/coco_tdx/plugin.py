@@ -113,8 +113,12 @@ def _proposal_part() -> AbiPart:
             "Not merged: replaced by the single KVM_EXIT_TDX in Linux 6.16.",
             "Encoded from the 2025-04-02 revision; the February 2025 RFC v1 was not read "
             "(UNVERIFIED that its numbers and layouts match).",
-            "UNVERIFIED: whether KVM pre-filled ret before the exit in this revision; "
-            "the decoders do not depend on it.",
+            "KVM did not pre-fill ret in this revision: tdx_get_quote() wrote exit_reason, "
+            "gpa and size, tdx_setup_event_notify() exit_reason and vector ([PATCH 1/2] "
+            "<20250402001557.173586-2-binbin.wu@linux.intel.com>, [PATCH 2/2] "
+            "<20250402001557.173586-3-binbin.wu@linux.intel.com>); ret held what the union "
+            "held. Both completed with tdx_complete_tdcall_common(): R10 <- "
+            "tdx_get_quote.ret, which setup_event_notify.ret aliases (static_assert).",
             "GetTdVmCallInfo had no exit in this revision (KVM answered leaf 0, "
             "INVALID_OPERAND otherwise). A later RFC gave it its own exit, numbered 41 "
             "after GetQuote moved to 40, and so cannot share this ABI: "

@@ -59,6 +59,7 @@ from coco_core.plugin import (
 )
 
 __all__ = [
+    "EXIT_REASON_TDCALL",
     "PROPOSAL_2025_SOURCE",
     "PROPOSAL_2025_TDVMCALL_INFO_SOURCE",
     "TDX_DATA_OFFSET",
@@ -119,6 +120,12 @@ class KvmTdxExit(CStruct):
     ret: int = c_field(U64, offset=0x10)
     data: tuple[int, ...] = c_field(U64, offset=0x18, count=5)
 
+
+#: ``EXIT_REASON_TDCALL`` (arch/x86/include/uapi/asm/vmx.h, linux-libc-dev 7.2.13): the VMX
+#: exit reason in the low half of ``tdh_vp_enter()``'s status for a TDG.VP.VMCALL
+#: (tdx.c tdx_to_vmx_exit_reason); with TDX_SUCCESS in the high half it is the whole
+#: ``vp_enter_ret`` tdx_handle_exit() passes on to handle_tdvmcall().
+EXIT_REASON_TDCALL = 77
 
 #: ``kvm_run.tdx.flags``: offset from the start of ``kvm_run`` (§1.3: 32)
 TDX_FLAGS_OFFSET = run_offset(KvmTdxExit, "flags")

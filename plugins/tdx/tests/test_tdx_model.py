@@ -290,3 +290,68 @@ def test_report_fatal_error_decodes_message(registry: Registry) -> None:
     assert data[:2] == (7, 16)
     assert data[2 + 4] == 0  # RSP is reported as 0
     assert data[2 + 11] == 0x10003  # R11 = leaf
+
+
+# -- what tdx.c says, rule by rule (kvm-x86 @ 09c6f74e) ----------------------------------------
+
+
+def test_report_fatal_error_data0_is_vp_enter_ret(registry: Registry) -> None:
+    """``regs[index++] = tdx->vp_enter_ret;``: data[0] is EXIT_REASON_TDCALL (77), not RAX."""
+    m = _model(registry)
+    cpu = _cpu(TdvmcallLeaf.REPORT_FATAL_ERROR, 0x1234, rax=0xDEAD, rcx=0xC, rsp=0x99, rbp=0x98)
+    m.calls["tdx.report_fatal_error"].enter(m.ctx, cpu)
+    data = struct.unpack_from("<16Q", m.ctx.run, 40)
+    assert (data[0], data[1], data[4], data[5], data[12]) == (77, 0xC, 0, 0, 0x1234)
+
+
+def test_tdx_exits_write_only_their_fields(registry: Registry) -> None:
+    """tdx_get_quote sets flags, nr, get_quote.{ret, gpa, size}: unknown.data[2..4] stay."""
+    m = _model(registry)
+    run = m.ctx.run
+    run[32:288] = b"\xcc" * 256
+    m.calls["tdx.get_quote"].enter(m.ctx, _cpu(TdvmcallLeaf.GET_QUOTE, SHARED | 0x2000, 0x1000))
+    assert struct.unpack_from("<5Q", run, 32) == (0, 0x10002, S.SUBFUNC_UNSUPPORTED, 0x2000, 0x1000)
+    assert bytes(run[72:288]) == b"\xcc" * 216
+
+
+def test_map_gpa_exit_leaves_upper_args(registry: Registry) -> None:
+    """__tdx_map_gpa sets nr, ret, args[0..2] and flags: args[3..5] keep what they held."""
+    m = _model(registry)
+    run = m.ctx.run
+    run[32:288] = b"\xcc" * 256
+    m.calls["tdx.map_gpa"].enter(m.ctx, _cpu(TdvmcallLeaf.MAP_GPA, SHARED | 0x200000, 0x1000))
+    assert struct.unpack_from("<4Q", run, 32) == (12, 0x200000, 1, 0)
+    assert struct.unpack_from("<QQ", run, 88) == (0, 1)
+    assert bytes(run[64:88]) == b"\xcc" * 24
+
+
+@pytest.mark.parametrize("ret", [0, 22, 11, 99])
+def test_pv_map_gpa_range_ret_reaches_r10_verbatim(registry: Registry, ret: int) -> None:
+    """tdx.c ``complete_hypercall_exit``: ``tdvmcall_set_return_code(vcpu, run->hypercall.ret)``."""
+    m = _model(registry)  # linux-7.2: the MapGPA path would refuse 99 and map 22 and 11
+    cpu = GuestCpu(regs={"r10": 12, "r11": 0x200000, "r12": 1, "r13": 0x10})
+    call = m.calls["tdx.kvm_hypercall"]
+    step = call.enter(m.ctx, cpu)
+    assert getattr(step, "exit_reason", None) == 3
+    assert struct.unpack_from("<4Q", m.ctx.run, 32) == (12, 0x200000, 1, 0x10)
+    struct.pack_into("<Q", m.ctx.run, 88, ret)
+    assert call.resume is not None
+    assert call.resume(m.ctx, cpu).values == {"r10": ret}
+
+
+def test_pv_hypercall_refusals_in_kernel(registry: Registry) -> None:
+    """``____kvm_emulate_hypercall``: misaligned gpa is -KVM_EINVAL, another number -KVM_ENOSYS."""
+    m = _model(registry)
+    d = Dispatcher(registry, "tdx")
+    misaligned = GuestCpu(regs={"r10": 12, "r11": 0x200001, "r12": 1, "r13": 0})
+    assert m.call("tdx.kvm_hypercall", misaligned, d).values == {"r10": (1 << 64) - 22}
+    other = GuestCpu(regs={"r10": 5, "r11": 0, "r12": 0, "r13": 0})
+    assert m.call("tdx.kvm_hypercall", other, d).values == {"r10": (1 << 64) - 1000}
+
+
+def test_doorbell_routes_r10_nonzero_to_the_pv_hypercall() -> None:
+    """``case EXIT_REASON_VMCALL: return tdx_emulate_vmcall(vcpu);`` for R10 != 0."""
+    import coco_tdx.doorbell as doorbell
+
+    assert doorbell.route(GuestCpu(regs={"r10": 12, "r11": 0x10001})) == "tdx.kvm_hypercall"
+    assert doorbell.route(GuestCpu(regs={"r10": 0, "r11": 0x10001})) == "tdx.map_gpa"

@@ -62,6 +62,7 @@ def test_model_and_command_are_registered() -> None:
         "tdx.setup_event_notify",
         "tdx.map_gpa",
         "tdx.report_fatal_error",
+        "tdx.kvm_hypercall",
         "tdx.unsupported",
     }
     (part,) = [p for p in reg.models if p.vendor == "tdx" and p.doorbell_port is not None]
