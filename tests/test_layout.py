@@ -197,7 +197,7 @@ def test_member_looks_through_anonymous_members() -> None:
         tree.member("nope")
 
 
-# reference/kernel-abi.md §1.3 (the generic members; tdx and snp_req_certs are
+# docs/reference/kernel-abi.md §1.3 (the generic members; tdx and snp_req_certs are
 # checked by their plugins' kits)
 KVM_RUN_OFFSETS = {
     "kvm_run.exit_reason": (8, 4),

@@ -2,7 +2,7 @@
 """The emulated TEE: a real guest on any KVM raises CoCo requests through a doorbell.
 
 On a host without SNP or TDX (our development and CI machines run a software
-KVM, ``reference/kvm-host.md``) the kernel cannot raise the CoCo exits. A real
+KVM, ``docs/reference/kvm-host.md``) the kernel cannot raise the CoCo exits. A real
 x86 guest can still ask for what a TD or an SNP guest asks for: it puts the
 registers in place as the vendor's guest-hypervisor interface says and rings
 the vendor's *doorbell* (an ``out`` to :attr:`ModelPart.doorbell_port

@@ -4,7 +4,7 @@
 Upstream converged on one convention for results KVM translates: userspace
 writes a *positive* errno into a ``kvm_run`` field, KVM maps it for the guest,
 and anything it does not expect fails ``KVM_RUN`` with ``-EINVAL``
-(reference/kernel-abi.md §5, "Bottom line"). Values: ``include/uapi/asm-generic/errno-base.h``.
+(docs/reference/kernel-abi.md §5, "Bottom line"). Values: ``include/uapi/asm-generic/errno-base.h``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class Errno(enum.IntEnum):
 
 #: ``hypercall.ret`` for KVM_HC_MAP_GPA_RANGE from Linux 7.2:
 #: ``kvm_is_valid_map_gpa_range_ret(ret) = !ret || ret == EINVAL || ret == EAGAIN``
-#: (kvm-x86 misc, 3e2dec1ede0a/5d40e5b49442; reference/kernel-abi.md §2.5, §3.4).
+#: (kvm-x86 misc, 3e2dec1ede0a/5d40e5b49442; docs/reference/kernel-abi.md §2.5, §3.4).
 MAP_GPA_RANGE_ERRNO = ErrorSpace(
     id="kvm.map_gpa_range",
     title="KVM_HC_MAP_GPA_RANGE hypercall.ret, positive errno checked by KVM (Linux 7.2+)",

@@ -5,7 +5,7 @@
 callback from a :class:`~coco_core.dispatch.Dispatcher`. Per exit it calls
 ``dispatcher.dispatch(kvm_run, context)`` once. When a handler's
 :class:`~coco_core.status.Outcome` asks for work after the kernel has
-completed the exit (the SNP certificate lock, reference/kernel-abi.md §3.2:
+completed the exit (the SNP certificate lock, docs/reference/kernel-abi.md §3.2:
 "VMM ... sets ``kvm_run.immediate_exit = 1`` and calls ``KVM_RUN``; KVM runs
 the completion and returns ``-EINTR`` before entering the guest; the VMM then
 drops the lock"), the loop re-enters once with ``immediate_exit = 1``

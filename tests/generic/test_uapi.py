@@ -31,7 +31,7 @@ def test_kvm_run_constants() -> None:
 
 
 def test_exit_reason_numbers() -> None:
-    """The CoCo-relevant exit numbers are the header's (reference/kernel-abi.md §1.2)."""
+    """The CoCo-relevant exit numbers are the header's (docs/reference/kernel-abi.md §1.2)."""
     assert KvmExitReason.HYPERCALL == 3
     assert KvmExitReason.SYSTEM_EVENT == 24
     assert KvmExitReason.MEMORY_FAULT == 39

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """The run loop's error paths with a scripted vCPU (no /dev/kvm needed).
 
-This host's KVM cannot raise ``KVM_EXIT_MEMORY_FAULT`` (reference/kvm-host.md),
+This host's KVM cannot raise ``KVM_EXIT_MEMORY_FAULT`` (docs/reference/kvm-host.md),
 so the ``KVM_RUN`` -> EFAULT path is driven by a stand-in vCPU whose ``run()``
 returns a scripted sequence, exactly as :class:`coco_core.kvm.vcpu.Vcpu` reports.
 """

@@ -14,7 +14,7 @@ Each decoder turns one exit into a neutral request with one ``unpack_from`` on t
 * ``KVM_SYSTEM_EVENT_SEV_TERM``: a :class:`~coco_core.requests.Termination`; no completion.
 
 **Telling the two SEV_TERM forms apart.** KVM puts ``control->ghcb_gpa`` (the guest's GHCB
-MSR value) into ``data[0]`` in both cases (reference/kernel-abi.md §3.5). For the MSR
+MSR value) into ``data[0]`` in both cases (docs/reference/kernel-abi.md §3.5). For the MSR
 protocol the low 12 bits (GHCBInfo) are ``GHCB_MSR_TERM_REQ`` (0x100) and the reason sits
 in bits 23:12. For the GHCB NAE event (``SVM_VMGEXIT_TERM_REQUEST``) the value is the GHCB
 page's GPA, page aligned, so the low 12 bits are 0 and the reason is in the page's

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Turning on ``KVM_EXIT_SNP_REQ_CERTS`` for a VM (Linux 7.0+; reference/kernel-abi.md §3.2).
+"""Turning on ``KVM_EXIT_SNP_REQ_CERTS`` for a VM (Linux 7.0+; docs/reference/kernel-abi.md §3.2).
 
 * Probe: ``KVM_GET_DEVICE_ATTR`` on ``/dev/kvm``, group ``KVM_X86_GRP_SEV`` (1), attribute
   ``KVM_X86_SEV_SNP_REQ_CERTS`` (2), must read 1. ``KVM_HAS_DEVICE_ATTR`` is not enough:

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """SNP error spaces: what userspace writes, and what the guest then sees in its GHCB.
 
-Two kinds of space, for each ABI revision (reference/kernel-abi.md §3.2, §3.3, §3.4, §5):
+Two kinds of space, for each ABI revision (docs/reference/kernel-abi.md §3.2, §3.3, §3.4, §5):
 
 * what userspace writes into ``kvm_run`` (``snp.req_certs``: positive errno that KVM
   translates and otherwise rejects; the proposals' ``snp.coco_v1``/``snp.req_certs_v2``);
@@ -122,7 +122,7 @@ REQ_CERTS_COCO_V1 = ErrorSpace(
     },
     fallbacks=_others_to(CoCoStatus.ERROR, CoCoStatus.OK, CoCoStatus.BUFFER_TOO_SMALL),
     source="[PATCH v1] SEV-SNP: Add KVM support for attestation and KVM_EXIT_COCO, 2024-06-21 "
-    "(reference/kernel-abi.md §5 item 1)",
+    "(docs/reference/kernel-abi.md §5 item 1)",
 )
 
 #: ``ret`` of the v2..v5 proposals: errno, ENOSPC and EAGAIN mapped, any other non-zero
@@ -193,7 +193,7 @@ GHCB_VMM_V1 = ErrorSpace(
     },
     fallbacks=_others_to(CoCoStatus.ERROR, CoCoStatus.OK, CoCoStatus.BUFFER_TOO_SMALL),
     source="[PATCH v1] KVM_EXIT_COCO 2024-06-21, include/uapi/linux/sev-guest.h "
-    "SNP_GUEST_VMM_ERR_GENERIC BIT(31) (reference/kernel-abi.md §3.3)",
+    "SNP_GUEST_VMM_ERR_GENERIC BIT(31) (docs/reference/kernel-abi.md §3.3)",
 )
 
 #: The GHCB PSC result in SW_EXITINFO2 (sev-common.h; §3.4). KVM gives GENERIC for any

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""KVM's side of the SNP exits, for the kernel model (reference/kernel-abi.md §3).
+"""KVM's side of the SNP exits, for the kernel model (docs/reference/kernel-abi.md §3).
 
 Every rule names the function of ``arch/x86/kvm/svm/sev.c`` it mirrors; the tree read
 is kvm-x86 @ 1a27afa0511e404fd87c1a5e643945940ef72f90 for the released kernels, and

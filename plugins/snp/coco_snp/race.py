@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """A deterministic model of the SNP certificate/TCB race and of three ways to handle it.
 
-The race (KVM list, 2024; ``reference/kernel-abi.md`` §3.8): the VMM reads its
+The race (KVM list, 2024; ``docs/reference/kernel-abi.md`` §3.8): the VMM reads its
 certificate blob, writes it into the guest, and only later does KVM issue
 ``SNP_GUEST_REQUEST``, when the firmware signs the report with its *current* REPORTED_TCB.
 If ``SNP_COMMIT``/``SNP_SET_CONFIG`` or a firmware hot-load changes that TCB in between, the

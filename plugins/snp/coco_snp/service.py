@@ -3,7 +3,7 @@
 
 One handler for :class:`~coco_core.requests.CertificateRequest`, whatever ABI the kernel
 speaks (released ``KVM_EXIT_SNP_REQ_CERTS`` or a proposal). It validates the guest's
-buffer, builds the GHCB certificate table (reference/kernel-abi.md §3.6) and writes it
+buffer, builds the GHCB certificate table (docs/reference/kernel-abi.md §3.6) and writes it
 into guest memory, or says how many pages the guest must provide.
 
 With ``blob=path`` it follows the upstream race-avoidance protocol (§3.2;

@@ -2,11 +2,11 @@
 """SEV-SNP's part of the KVM uapi, released and proposed, as the headers spell it.
 
 Released (``include/uapi/linux/kvm.h``, Linux 7.0+, confirmed against the Linux 7.2
-headers of Debian ``linux-libc-dev`` 7.2.13; reference/kernel-abi.md §3.2, §7):
+headers of Debian ``linux-libc-dev`` 7.2.13; docs/reference/kernel-abi.md §3.2, §7):
 ``KVM_EXIT_SNP_REQ_CERTS`` (43) with ``struct kvm_exit_snp_req_certs`` at offset 32 of
 ``kvm_run``, enabled per VM with ``KVM_SEV_SNP_ENABLE_REQ_CERTS`` before any vCPU exists.
 
-Proposed and not merged (reference/kernel-abi.md §5, thread "SEV-SNP: Add KVM support for
+Proposed and not merged (docs/reference/kernel-abi.md §5, thread "SEV-SNP: Add KVM support for
 attestation and KVM_EXIT_COCO" and its successors):
 
 =========  ==========  ==============================  ===================================
@@ -102,10 +102,15 @@ __all__ = [
 HEADER = "include/uapi/linux/kvm.h, Linux 7.0+ (checked against linux-libc-dev 7.2.13)"
 _V1 = (
     "[PATCH v1] SEV-SNP: Add KVM support for attestation and KVM_EXIT_COCO, 2024-06-21 "
-    "(reference/kernel-abi.md §5 item 1)"
+    "(docs/reference/kernel-abi.md §5 item 1)"
 )
-_V2 = "KVM_EXIT_COCO v2, 2024-11-19, <20241119133513.3612633-*> (reference/kernel-abi.md §5 item 5)"
-_V3 = "KVM_EXIT_SNP_REQ_CERTS v3..v5, Dec 2024 - 2025-02-19 (reference/kernel-abi.md §5 item 6)"
+_V2 = (
+    "KVM_EXIT_COCO v2, 2024-11-19, <20241119133513.3612633-*> "
+    "(docs/reference/kernel-abi.md §5 item 5)"
+)
+_V3 = (
+    "KVM_EXIT_SNP_REQ_CERTS v3..v5, Dec 2024 - 2025-02-19 (docs/reference/kernel-abi.md §5 item 6)"
+)
 _V6 = (
     "[PATCH v6 1/2] KVM: Introduce KVM_EXIT_SNP_REQ_CERTS for SNP certificate-fetching, "
     "2025-04-28 <20250428195113.392303-2-michael.roth@amd.com>"

@@ -7,7 +7,7 @@ Three spaces, three places a TDX answer lands:
     The TDG.VP.VMCALL status the guest reads in R10. For ``KVM_EXIT_TDX``
     userspace writes it into ``kvm_run.tdx.<call>.ret`` and KVM copies it
     **verbatim** into R10 (``tdx_complete_simple()``; no validation,
-    reference/kernel-abi.md §2.3). Values: ``arch/x86/include/asm/shared/tdx.h``
+    docs/reference/kernel-abi.md §2.3). Values: ``arch/x86/include/asm/shared/tdx.h``
     (Linux 6.16) and QEMU ``target/i386/kvm/tdx.h`` (§2.2); ``tdx_complete_simple()``
     in arch/x86/kvm/vmx/tdx.c, kvm-x86 @ 09c6f74e.
 ``tdx.get_quote_status``
@@ -63,7 +63,7 @@ __all__ = [
 
 @enum.unique
 class TdvmcallStatus(enum.IntEnum):
-    """TDG.VP.VMCALL status codes (guest R10); reference/kernel-abi.md §2.2."""
+    """TDG.VP.VMCALL status codes (guest R10); docs/reference/kernel-abi.md §2.2."""
 
     SUCCESS = 0x0000000000000000  # TDVMCALL_STATUS_SUCCESS
     RETRY = 0x0000000000000001  # TDVMCALL_STATUS_RETRY
@@ -112,7 +112,7 @@ TDVMCALL = ErrorSpace(
     },
     kernel_accepts=None,  # tdx_complete_simple(): R10 <- ret, no check (tdx.c, 6.16)
     source="arch/x86/include/asm/shared/tdx.h (Linux 6.16); QEMU target/i386/kvm/tdx.h; "
-    "GHCI 1.5 TDG.VP.VMCALL status codes; reference/kernel-abi.md §2.2-2.3",
+    "GHCI 1.5 TDG.VP.VMCALL status codes; docs/reference/kernel-abi.md §2.2-2.3",
 )
 
 GET_QUOTE_STATUS = ErrorSpace(
@@ -137,7 +137,7 @@ GET_QUOTE_STATUS = ErrorSpace(
     },
     source="GHCI TDG.VP.VMCALL<GetQuote> status codes; QEMU target/i386/kvm/tdx.h "
     "TDX_VP_GET_QUOTE_*; drivers/virt/coco/tdx-guest/tdx-guest.c (SUCCESS, IN_FLIGHT; "
-    "no uapi header has them, linux-libc-dev 7.2.13); reference/kernel-abi.md §2.4",
+    "no uapi header has them, linux-libc-dev 7.2.13); docs/reference/kernel-abi.md §2.4",
 )
 
 QGS = ErrorSpace(
@@ -172,7 +172,7 @@ QGS = ErrorSpace(
         CoCoStatus.SERVICE_UNAVAILABLE: CoCoStatus.ERROR,
     },
     source="QuoteGeneration/quote_wrapper/qgs_msg_lib/inc/qgs_msg_lib.h (DCAP); "
-    "reference/wire-formats.md §1.5",
+    "docs/reference/wire-formats.md §1.5",
 )
 
 

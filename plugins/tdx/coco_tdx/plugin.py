@@ -79,7 +79,7 @@ def _released_part(k: kernels.Kernel) -> AbiPart:
     return AbiPart(
         abi=k.name,
         vendor="tdx",
-        source=TDX_SOURCE + "; arch/x86/kvm/vmx/tdx.c (kvm-x86), reference/kernel-abi.md §2",
+        source=TDX_SOURCE + "; arch/x86/kvm/vmx/tdx.c (kvm-x86), docs/reference/kernel-abi.md §2",
         released=True,
         exits={"KVM_EXIT_TDX": int(KvmExitReason.TDX)},
         union_members=tdx_union_members(),

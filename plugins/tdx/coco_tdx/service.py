@@ -2,7 +2,7 @@
 """The TDX services a VMM plugs into a dispatcher: GetQuote, event notify, GetTdVmCallInfo.
 
 :class:`QuoteService` answers :class:`~coco_core.requests.QuoteRequest` the way
-QEMU's ``tdx_handle_get_quote()`` does (reference/kernel-abi.md §2.4,
+QEMU's ``tdx_handle_get_quote()`` does (docs/reference/kernel-abi.md §2.4,
 wire-formats.md §1.7), without ever blocking the vCPU thread on the QGS:
 
 1. ``size == 0`` → INVALID; ``gpa`` or ``size`` not 4 KiB aligned → INVALID

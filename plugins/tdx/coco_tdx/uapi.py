@@ -5,7 +5,7 @@ Source: ``include/uapi/linux/kvm.h`` of Linux 6.16 (``KVM_EXIT_TDX`` 40, added b
 Paolo Bonzini's consolidation of Binbin Wu's series, commits ``cf207eac06f6``
 GetQuote, ``25e8b1dd4883`` GetTdVmCallInfo, ``4580dbef5ce0``
 SetupEventNotifyInterrupt), unchanged through Linux 7.2 (linux-libc-dev 7.2.13);
-reference/kernel-abi.md §2.1 and §1.3. In ``struct kvm_run`` the member reads::
+docs/reference/kernel-abi.md §2.1 and §1.3. In ``struct kvm_run`` the member reads::
 
     /* KVM_EXIT_TDX */
     struct {
@@ -84,7 +84,7 @@ class TdvmcallLeaf(enum.IntEnum):
     """TDG.VP.VMCALL sub-functions (guest R11) KVM forwards or handles.
 
     Source: ``arch/x86/include/asm/shared/tdx.h`` (Linux 6.16); QEMU
-    ``target/i386/kvm/tdx.h``; reference/kernel-abi.md §2.2.
+    ``target/i386/kvm/tdx.h``; docs/reference/kernel-abi.md §2.2.
     """
 
     GET_TD_VM_CALL_INFO = 0x10000  # TDVMCALL_GET_TD_VM_CALL_INFO

@@ -16,7 +16,7 @@ from coco_tdx.uapi import (
     proposal_2025_union_members,
 )
 
-# reference/kernel-abi.md §1.3 (computed with gcc)
+# docs/reference/kernel-abi.md §1.3 (computed with gcc)
 EXPECTED = {
     "kvm_run.tdx.flags": (32, 8),
     "kvm_run.tdx.nr": (40, 8),

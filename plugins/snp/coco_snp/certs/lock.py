@@ -2,7 +2,7 @@
 """The upstream certificate/TCB race-avoidance protocol: OFD locks on the certificate blob.
 
 Linux ``Documentation/virt/kvm/x86/amd-memory-encryption.rst`` (``KVM_SEV_SNP_ENABLE_REQ_CERTS``,
-v7 patch 2/2; ``reference/kernel-abi.md`` §3.2) describes a convention, not a
+v7 patch 2/2; ``docs/reference/kernel-abi.md`` §3.2) describes a convention, not a
 kernel mechanism:
 
 * the VMM takes a **shared** open-file-description lock (``fcntl(F_OFD_SETLK)``) on the

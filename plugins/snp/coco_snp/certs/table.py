@@ -3,7 +3,7 @@
 
 Format (GHCB spec 56421 "SNP Extended Guest Request"; AMDESE/sev-guest ``cert-table.h``;
 go-sev-guest ``abi/abi.go`` ``CertTableHeaderEntry``/``ParseSnpCertTableHeader``; see
-``reference/kernel-abi.md`` §3.6 and ``wire-formats.md`` §2)::
+``docs/reference/kernel-abi.md`` §3.6 and ``wire-formats.md`` §2)::
 
     struct cert_table_entry {
             uint8_t  guid[16];   /* RFC-4122 byte order: uuid.UUID(...).bytes, not bytes_le */

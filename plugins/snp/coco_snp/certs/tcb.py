@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """SEV-SNP ``TCB_VERSION``: a little-endian u64 whose byte layout depends on the product.
 
-Sources (see also ``reference/kernel-abi.md`` §3.7):
+Sources (see also ``docs/reference/kernel-abi.md`` §3.7):
 
 * AMD SEV-SNP ABI specification (pub. 56860), "TCB_VERSION Structure";
 * virtee/sev ``src/firmware/host/types/snp.rs`` ``TcbVersionMilanGenoa`` /

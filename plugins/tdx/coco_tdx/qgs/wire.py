@@ -5,7 +5,7 @@ Mirrors intel/SGXDataCenterAttestationPrimitives @a46ee8ab (DCAP 1.22 era)
 ``QuoteGeneration/quote_wrapper/qgs_msg_lib/inc/qgs_msg_lib.h`` and
 ``qgs_msg_lib.cpp``; the framing is from ``qgs/qgs_server.cpp`` and upstream QEMU
 ``target/i386/kvm/tdx-quote-generator.c`` (summarised in
-shared/reference/wire-formats.md §1.2-1.5).
+docs/reference/wire-formats.md §1.2-1.5).
 
 On the stream every message is a 4-byte **big-endian** length followed by a packed
 **little-endian** ``qgs_msg``::
