@@ -140,9 +140,10 @@ def port_io_costs(reg: Registry) -> dict[str, dict[str, float]]:
     """Port I/O dispatch, the same exit again and a new port every exit.
 
     The baseline decodes by hand and builds a fresh :class:`PortIo` each time,
-    as coco's decoder does; "new port" changes the port before every call on
-    both sides (a guest that varies its exits costs what one that repeats them
-    costs: nothing is kept between exits).
+    as a decoder without memory would; coco's keeps the last
+    ``PORT_IO_KEPT`` values it built (``coco_core.generic.decoders``). "New
+    port" changes the port before every call on both sides, so every exit
+    misses: what a guest that varies its exits costs, bounded by one build.
     """
     d = Dispatcher(reg, "tdx")
     d.on(PortIo, _noop)

@@ -13,6 +13,7 @@ have no completion.
 
 from __future__ import annotations
 
+import functools
 import struct
 
 from coco_core.abi import Discriminator, ExitDecoder, StatusField
@@ -40,6 +41,7 @@ __all__ = [
     "HYPERCALL_NR",
     "IO",
     "MEMORY_FAULT",
+    "PORT_IO_KEPT",
     "RDMSR",
     "SYSTEM_EVENT_TYPE",
     "WRMSR",
@@ -68,9 +70,24 @@ _PAGE_SIZE_FIELD = 0xF
 _ENCRYPTED = int(MapGpaRangeAttr.ENCRYPTED)  # plain int: IntFlag arithmetic is slow
 
 
-def _decode_io(run: memoryview) -> NeutralRequest:
-    direction, size, port, count, data_offset = _io(run, _U)
+#: How many distinct port I/O exits the decoder keeps built. Port I/O exits repeat
+#: (a doorbell, a serial port: the same five fields exit after exit), and building
+#: a frozen attrs value is most of such an exit's cost: measured in ``make bench``,
+#: rebuilding it every time costs about a tenth of a real KVM round trip. The values
+#: are immutable, so handing out the same one is safe. A guest that varies the
+#: fields only makes the least recently used ones drop out: the memory is bounded
+#: and a miss costs one build, so cost does not grow with what the guest does.
+PORT_IO_KEPT = 256
+
+
+@functools.lru_cache(maxsize=PORT_IO_KEPT)
+def _port_io(direction: int, size: int, port: int, count: int, data_offset: int) -> PortIo:
     return PortIo(port, direction == KVM_EXIT_IO_OUT, size, count, data_offset)
+
+
+def _decode_io(run: memoryview) -> NeutralRequest:
+    # kvm_run.io: direction, size, port, count, data_offset
+    return _port_io(*_io(run, _U))
 
 
 # exit_reason and kvm_run.msr (__u8 error, pad[7]; __u32 reason, index; __u64 data) in

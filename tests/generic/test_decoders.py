@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import struct
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from coco_core.generic.decoders import IO, MEMORY_FAULT, RDMSR, WRMSR
 from coco_core.requests import MemoryFault, MsrAccess, PortIo
 from coco_core.status import CoCoStatus, Outcome
@@ -71,22 +74,40 @@ def test_fast_request_init_keeps_attrs_semantics() -> None:
     assert attrs.evolve(m, npages=3).npages == 3
 
 
-def test_repeated_port_io_decodes_to_equal_requests() -> None:
-    """The same port I/O exit decodes to equal values; different fields to a different one."""
+def test_repeated_port_io_decodes_to_the_value_built_before() -> None:
+    """The same port I/O exit hands out the value built for it; different fields a new one."""
     out = struct.pack("<BBHIQ", 1, 1, 0x0CCE, 1, 4096)
     first = IO.decode(_run(2, out))
-    assert IO.decode(_run(2, out)) == first
+    assert IO.decode(_run(2, out)) is first
     other = IO.decode(_run(2, struct.pack("<BBHIQ", 0, 1, 0x0CCE, 1, 4096)))
     assert other == PortIo(0x0CCE, False, 1, 1, 4096)
     assert other != first
 
 
-def test_port_io_decoder_keeps_no_state() -> None:
-    """A guest cycling through every port gets each decoded as it is; the decoder keeps nothing."""
+_U8 = st.sampled_from([0, 1, 2, 0xFE, 0xFF]) | st.integers(0, 0xFF)
+_U16 = st.sampled_from([0, 1, 0xFFFE, 0xFFFF]) | st.integers(0, 0xFFFF)
+_U32 = st.sampled_from([0, 1, 0xFFFF_FFFF]) | st.integers(0, 0xFFFF_FFFF)
+_U64 = st.sampled_from([0, 1, 4095, 4096, (1 << 64) - 1]) | st.integers(0, (1 << 64) - 1)
+
+
+@given(direction=_U8, size=_U8, port=_U16, count=_U32, data_offset=_U64)
+def test_port_io_decodes_every_field_as_the_guest_left_it(
+    direction: int, size: int, port: int, count: int, data_offset: int
+) -> None:
+    """Whatever was decoded before, an exit decodes to exactly its own five fields."""
+    raw = struct.pack("<BBHIQ", direction, size, port, count, data_offset)
+    expected = PortIo(port, direction == 1, size, count, data_offset)  # KVM_EXIT_IO_OUT 1
+    assert IO.decode(_run(2, raw)) == expected
+    assert IO.decode(_run(2, raw)) == expected
+
+
+def test_a_guest_cycling_through_ports_cannot_grow_the_decoder() -> None:
+    """Every port decodes as it is, and the decoder keeps at most PORT_IO_KEPT values."""
     from coco_core.generic import decoders
 
-    before = dict(vars(decoders))
+    kept = decoders._port_io.cache_info
     for port in range(0, 0x10000, 7):
         req = IO.decode(_run(2, struct.pack("<BBHIQ", 0, 2, port, 1, 4096)))
         assert (req.port, req.out, req.size) == (port, False, 2)
-    assert vars(decoders) == before
+        assert kept().currsize <= decoders.PORT_IO_KEPT
+    assert kept().currsize == decoders.PORT_IO_KEPT
