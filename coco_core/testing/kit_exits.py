@@ -94,7 +94,10 @@ class ExitChecks(KitBase):
         decoder declines is no failure, but one image must reach the handler.
         """
         if capability not in self.capabilities:
-            pytest.skip(f"capability {capability!r} not declared by the plugin")
+            pytest.skip(
+                f"capability {capability!r} not declared by the plugin (it has no such "
+                "exit; nothing to install: declare it in `capabilities` to have it checked)"
+            )
         wanted = CAPABILITIES[capability]
         samples = self.samples()
         seen = False
