@@ -38,12 +38,12 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import attrs
 
 from coco_core.errors import GuestBuildError
+from coco_core.kvm.closing import Closing
 
 if TYPE_CHECKING:
     from coco_core.kvm.system import Kvm
@@ -200,7 +200,7 @@ def build_guest(guest: str | Path) -> bytes:
 
 
 @attrs.frozen
-class BootedGuest:
+class BootedGuest(Closing):
     """A VM with a guest image loaded and vCPUs in long mode at its entry."""
 
     vm: Vm
@@ -210,17 +210,6 @@ class BootedGuest:
     def close(self) -> None:
         """Close the VM (vCPUs, memory)."""
         self.vm.close()
-
-    def __enter__(self) -> BootedGuest:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def boot_guest(kvm: Kvm, guest: str | Path, *, nr_vcpus: int = 1) -> BootedGuest:

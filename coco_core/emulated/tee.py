@@ -60,7 +60,6 @@ import struct
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -70,6 +69,7 @@ from coco_core.emulated.doorbell import DoorbellRouter
 from coco_core.emulated.ports import REPORT_PORT
 from coco_core.errors import ConfigurationError
 from coco_core.generic.uapi import EXIT_REASON, KvmExitReason
+from coco_core.kvm.closing import Closing
 from coco_core.kvm.runloop import Action, RunDeadlineExceeded, run_until
 from coco_core.kvm.structs import Regs
 from coco_core.model.base import GuestCpu, GuestMemoryLike, KvmRunRejected, ModelPart
@@ -354,7 +354,7 @@ class EmulatedRun:
         return found
 
 
-class EmulatedGuest:
+class EmulatedGuest(Closing):
     """A booted guest with its :class:`EmulatedTee`: memory, dispatcher, run.
 
     Use :meth:`boot`; register handlers on :attr:`dispatcher` and preload
@@ -449,17 +449,6 @@ class EmulatedGuest:
     def close(self) -> None:
         """Close the VM."""
         self.booted.close()
-
-    def __enter__(self) -> EmulatedGuest:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def run_guest(

@@ -5,7 +5,8 @@
 offers, :mod:`~coco_core.kvm.probe` proves it can run a guest;
 :mod:`~coco_core.kvm.vm` and :mod:`~coco_core.kvm.vcpu` wrap the VM and vCPU
 file descriptors; :mod:`~coco_core.kvm.runloop` runs one thread per vCPU;
-:mod:`~coco_core.kvm.serve` connects a run loop to a dispatcher. Ioctl numbers:
+:mod:`~coco_core.kvm.serve` connects a run loop to a dispatcher, and
+:class:`~coco_core.kvm.closing.Closing` gives what holds descriptors its ``with``. Ioctl numbers:
 :mod:`~coco_core.kvm.ioctls`, argument structs :mod:`~coco_core.kvm.structs`
 (Linux 7.2 uapi); ``struct kvm_run`` itself is :mod:`coco_core.generic.uapi`'s.
 

@@ -15,13 +15,13 @@ import ctypes
 import errno
 import fcntl
 import os
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import attrs
 
 from coco_core.errors import ConfigurationError, KvmUnavailable
 from coco_core.kvm import ioctls
+from coco_core.kvm.closing import Closing
 from coco_core.kvm.structs import DeviceAttr, pack_cpuid2, unpack_cpuid2
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class HostCapabilities:
         return vm_type in self.vm_types
 
 
-class Kvm:
+class Kvm(Closing):
     """An open ``/dev/kvm``."""
 
     def __init__(self, fd: int, path: str) -> None:
@@ -218,14 +218,3 @@ class Kvm:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-    def __enter__(self) -> Kvm:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -25,12 +25,12 @@ import mmap
 import os
 import struct
 from collections.abc import Iterable
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from coco_core.errors import ConfigurationError, GuestMemoryError
 from coco_core.generic.uapi import PAGE_SIZE
 from coco_core.kvm import ioctls
+from coco_core.kvm.closing import Closing
 from coco_core.kvm.structs import EnableCap, MemoryAttributes, UserspaceMemoryRegion
 
 if TYPE_CHECKING:
@@ -242,7 +242,7 @@ def _ioctl_error(what: str, exc: OSError) -> str:
     return f"{what} failed: {errno.errorcode.get(code, str(code))} ({os.strerror(code)})"
 
 
-class Vm:
+class Vm(Closing):
     """A KVM VM file descriptor with its memory slots and vCPUs."""
 
     def __init__(
@@ -374,14 +374,3 @@ class Vm:
             os.close(self.fd)
             self.fd = -1
         self.memory.close()
-
-    def __enter__(self) -> Vm:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
